@@ -1,0 +1,403 @@
+"""MAML: model-agnostic meta-learning (Finn, Abbeel, Levine, ICML 2017).
+
+Meta-learn initial parameters θ such that a few gradient steps on a new task's data give
+high performance:
+
+    θ'_i = θ - α ∇_θ L_i(θ)            (inner loop: adapt, per task)
+    θ   ← A(θ, ∇_θ Σ_i L_i(θ'_i))      (outer loop: meta-update through the adaptation)
+
+For RL, L_i is the REINFORCE loss on episodes sampled with the current (adapted) policy,
+and the outer update is TRPO (as in the paper), PPO-style clipping, or a vanilla policy
+gradient with Adam. For regression families (sinusoid) L_i is the MSE on K shots and the
+outer update is Adam, as in the paper's supervised experiments. The inner loop —
+:func:`inner_step` — is the same code for both.
+
+For JAX-native families one meta-iteration (sampling, adaptation, meta-update) is a single
+jitted function, ``vmap``-ed over tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from adaptrl import policies
+from adaptrl.algos.base import Algorithm, State, register
+from adaptrl.ops import baselines, pg, trpo
+from adaptrl.ops.returns import gae
+from adaptrl.policies import MLP
+from adaptrl.sampling import rollout
+from adaptrl.tasks.base import RegressionFamily
+
+
+@dataclasses.dataclass(frozen=True)
+class MAMLConfig:
+    outer: Literal["trpo", "ppo", "vpg"] = "trpo"
+    # outer (meta) update: TRPO as in the paper, PPO clipping, or vanilla PG with Adam
+    meta_batch_size: int = 40
+    # tasks per meta-iteration
+    episodes_per_task: int = 20
+    # episodes sampled per task at each adaptation step (RL)
+    shots: int = 10
+    # K labelled points per task for the inner and the outer loss (regression)
+    inner_steps: int = 1
+    # gradient steps of adaptation during meta-training
+    inner_lr: float = 0.1
+    # step size α of the inner loop
+    first_order: bool = False
+    # drop second-order terms (FOMAML): do not differentiate through the inner gradient
+    hidden: tuple[int, ...] = (100, 100)
+    # hidden widths of the policy (or regressor) MLP
+    init_log_std: float = 0.0
+    # initial log standard deviation of Gaussian policies
+    discount: float = 0.99
+    # discount γ
+    gae_lambda: float = 1.0
+    # λ of GAE (1.0: Monte-Carlo returns minus the baseline, as in the paper)
+    baseline: Literal["linear", "learned", "none"] = "linear"
+    # linear-feature baseline fit per task (paper), a learned value MLP, or none
+    normalize_advantages: bool = True
+    # centre and scale advantages per task and step
+    max_kl: float = 0.01
+    # TRPO trust region: mean KL between pre- and post-update adapted policies
+    cg_iters: int = 10
+    # conjugate-gradient iterations of the TRPO natural step
+    cg_damping: float = 1e-5
+    # damping added to the Fisher-vector product
+    line_search_steps: int = 15
+    # backtracking steps of the TRPO line search (ratio 0.5)
+    outer_lr: float = 1e-3
+    # Adam step size of the outer update (ppo, vpg, regression)
+    ppo_clip: float = 0.3
+    # clip range ε of the PPO outer objective
+    ppo_epochs: int = 5
+    # outer gradient steps per meta-iteration with PPO
+    value_lr: float = 1e-3
+    # Adam step size of the learned value baseline
+    value_epochs: int = 10
+    # value-regression steps per meta-iteration with the learned baseline
+    eval_episodes: int = 20
+    # episodes per task and adaptation step at meta-test time
+
+    def __post_init__(self) -> None:
+        positive = ["meta_batch_size", "episodes_per_task", "shots", "cg_iters",
+                    "ppo_epochs", "value_epochs", "eval_episodes", "line_search_steps"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.inner_steps <= 20:
+            raise ValueError("inner_steps must be between 0 and 20")
+        if not self.hidden or any(w < 1 or w > 4096 for w in self.hidden):
+            raise ValueError("hidden widths must be between 1 and 4096")
+        if self.meta_batch_size * self.episodes_per_task > 100_000:
+            raise ValueError("meta_batch_size * episodes_per_task is too large (max 100000)")
+        if not 0 < self.discount <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError("discount must be in (0, 1] and gae_lambda in [0, 1]")
+        if self.max_kl <= 0 or self.inner_lr < 0 or self.outer_lr <= 0:
+            raise ValueError("max_kl and outer_lr must be positive, inner_lr non-negative")
+
+
+class Batch(NamedTuple):
+    """Samples of one task at one adaptation step, flattened over episodes and time."""
+
+    obs: jax.Array  # [N, obs_dim]
+    action: jax.Array  # [N] or [N, action_dim]
+    advantage: jax.Array  # [N]
+    mask: jax.Array  # [N]
+    log_prob: jax.Array  # [N] under the policy that sampled them
+
+
+def inner_step(loss_fn, params, data, *, lr: float, first_order: bool):
+    """One step of adaptation: θ' = θ - α ∇_θ L(θ; data). With ``first_order`` the
+    gradient is a constant of θ, which drops MAML's second-order terms."""
+    grads = jax.grad(loss_fn)(params, data)
+    if first_order:
+        grads = jax.lax.stop_gradient(grads)
+    return jax.tree.map(lambda p, g: p - lr * g, params, grads)
+
+
+def _time_features(obs, t):
+    al = (t.astype(obs.dtype) / 100.0)[..., None]
+    return jnp.concatenate([obs, al, al**2], axis=-1)
+
+
+# Paper settings per family (Finn et al. 2017 and the authors' code; see REFERENCES.md).
+PAPER = {
+    "point-nav": {"iterations": 100, "meta_batch_size": 40, "episodes_per_task": 20,
+                  "inner_lr": 0.1, "hidden": (100, 100)},
+    "point-nav-sparse": {"iterations": 100, "meta_batch_size": 40, "episodes_per_task": 20,
+                         "inner_lr": 0.1, "hidden": (100, 100)},
+    "bandit": {"iterations": 100, "meta_batch_size": 40, "episodes_per_task": 20,
+               "inner_lr": 0.1, "hidden": (100, 100)},
+    "sinusoid": {"iterations": 70_000, "meta_batch_size": 25, "shots": 10, "inner_lr": 0.01,
+                 "outer_lr": 1e-3, "hidden": (40, 40), "first_order": False},
+}
+
+
+@register("maml-trpo", "MAML with a TRPO meta-update (Finn et al. 2017)", outer="trpo")
+@register("maml-ppo", "MAML with a PPO-clipped meta-update (as in ProMP's setting)", outer="ppo")
+@register("maml-vpg", "MAML with a vanilla policy-gradient meta-update (Adam)", outer="vpg")
+class MAML(Algorithm):
+    Config = MAMLConfig
+    kinds = ("rl", "regression")
+    paper_defaults = PAPER
+
+    def __init__(self, config: MAMLConfig, family):
+        super().__init__(config, family)
+        c = config
+        if family.kind == "regression":
+            self.net = MLP(c.hidden, family.output_dim)
+        else:
+            self.policy = policies.policy_for(
+                family.observation_space, family.action_space, hidden=c.hidden,
+                init_log_std=c.init_log_std)
+            self.value_net = MLP(c.hidden, 1)
+        self.optimizer = optax.adam(c.outer_lr)
+        self.value_optimizer = optax.adam(c.value_lr)
+
+    # ---- state ---------------------------------------------------------------------
+    def init(self, *, key):
+        k_init, k_value, key = jax.random.split(key, 3)
+        if self.family.kind == "regression":
+            params = self.net.init(k_init, jnp.zeros((1, self.family.input_dim)))["params"]
+        else:
+            params = self.policy.init(key=k_init)
+        state = {"params": params, "key": key, "iteration": jnp.array(0, jnp.int32)}
+        if self.config.outer != "trpo" or self.family.kind == "regression":
+            state["opt_state"] = self.optimizer.init(params)
+        if self.family.kind == "rl" and self.config.baseline == "learned":
+            obs_dim = self.family.observation_space.shape[0]
+            vparams = self.value_net.init(k_value, jnp.zeros((1, obs_dim + 2)))["params"]
+            state["value"] = {"params": vparams, "opt_state": self.value_optimizer.init(vparams)}
+        return state
+
+    def update(self, state):
+        if self.family.kind == "regression":
+            return self._update_regression(state)
+        return self._update_rl(state)
+
+    def adaptation_curve(self, state, tasks, *, key, steps):
+        keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
+        if self.family.kind == "regression":
+            fn = functools.partial(self._regression_curve, state["params"], steps=steps)
+            return {"mse": jax.vmap(fn)(tasks, keys)}
+        fn = functools.partial(self._rl_curve, state, steps=steps)
+        return jax.vmap(fn)(tasks, keys)
+
+    # ---- RL: collect and adapt ------------------------------------------------------
+    def _values(self, state, traj: rollout.Trajectory):
+        """Baseline values ``[E, T]`` for the episodes of one task."""
+        c = self.config
+        returns = jax.vmap(lambda r, d: gae(r, jnp.zeros_like(r), d, discount=c.discount,
+                                            lam=1.0))(traj.reward, traj.done)
+        if c.baseline == "linear":
+            flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+            w = baselines.fit_linear(flat(traj.obs), flat(traj.t), flat(returns),
+                                     flat(traj.mask))
+            return baselines.predict_linear(w, traj.obs, traj.t), returns
+        if c.baseline == "learned":
+            v = self.value_net.apply({"params": state["value"]["params"]},
+                                     _time_features(traj.obs, traj.t))[..., 0]
+            return v * traj.mask, returns
+        return jnp.zeros_like(traj.reward), returns
+
+    def _batch(self, state, traj: rollout.Trajectory) -> tuple[Batch, jax.Array]:
+        """Advantages for one task's episodes, flattened to a :class:`Batch`."""
+        c = self.config
+        values, returns = self._values(state, traj)
+        adv = jax.vmap(lambda r, v, d: gae(r, v, d, discount=c.discount, lam=c.gae_lambda))(
+            traj.reward, values, traj.done)
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+        mask = flat(traj.mask)
+        adv = flat(adv) * mask
+        if c.normalize_advantages:
+            adv = pg.normalize(adv, mask)
+        batch = Batch(flat(traj.obs), flat(traj.action), jax.lax.stop_gradient(adv), mask,
+                      flat(traj.log_prob))
+        return batch, returns
+
+    def _inner_loss(self, params, batch: Batch):
+        logp = policies.log_prob(self.policy.apply(params, batch.obs), batch.action)
+        return pg.vpg_loss(logp, batch.advantage, batch.mask)
+
+    def _adapt(self, params, batches: list[Batch], *, first_order: bool):
+        """Replay adaptation on fixed inner batches (differentiable in ``params``)."""
+        for batch in batches:
+            params = inner_step(self._inner_loss, params, batch, lr=self.config.inner_lr,
+                                first_order=first_order)
+        return params
+
+    def _collect(self, state, params, task, key, *, steps: int, episodes: int):
+        """Sample, adapt, sample again ``steps`` times. Returns the trajectories and batches
+        of every step (index 0 = before adaptation) and the final adapted parameters."""
+        trajs, batches = [], []
+        for k in jax.random.split(key, steps + 1):
+            traj = rollout.episodes(self.family, self.policy, params, task, key=k, num=episodes)
+            batch, _ = self._batch(state, traj)
+            trajs.append(traj)
+            batches.append(batch)
+            if len(batches) <= steps:
+                params = self._adapt(params, [batch], first_order=True)
+        return trajs, batches, params
+
+    def _rl_curve(self, state, task, key, *, steps):
+        trajs, _, _ = self._collect(state, state["params"], task, key, steps=steps,
+                                 episodes=self.config.eval_episodes)
+        out = {"return": jnp.stack([rollout.episode_return(t).mean() for t in trajs])}
+        if self.family.has_success:
+            out["success"] = jnp.stack([rollout.episode_success(t).mean() for t in trajs])
+        return out
+
+    # ---- RL: meta-update ------------------------------------------------------------
+    def _outer_terms(self, params, inner, post: Batch, old_dist):
+        """Per-task (logp of post-adaptation actions, KL to the sampling policy) as a
+        function of the meta-parameters, differentiating through the adaptation."""
+        adapted = self._adapt(params, inner, first_order=self.config.first_order)
+        dist = self.policy.apply(adapted, post.obs)
+        logp = policies.log_prob(dist, post.action)
+        return logp, pg.masked_mean(policies.kl(old_dist, dist), post.mask)
+
+    def _update_rl(self, state):
+        c = self.config
+        key, k_tasks, k_collect = jax.random.split(state["key"], 3)
+        tasks = self.family.tasks("train", c.meta_batch_size, key=k_tasks)
+        keys = jax.random.split(k_collect, c.meta_batch_size)
+
+        # collect: pre-adaptation episodes, adapt, post-adaptation episodes (per task)
+        collect = functools.partial(self._collect, state, state["params"],
+                                    steps=c.inner_steps, episodes=c.episodes_per_task)
+        trajs, batches, adapted = jax.vmap(collect)(tasks, keys)
+        inner, post = batches[:-1], batches[-1]
+        old_dist = jax.lax.stop_gradient(jax.vmap(self.policy.apply)(adapted, post.obs))
+
+        def terms(params):
+            return jax.vmap(functools.partial(self._outer_terms, params))(inner, post, old_dist)
+
+        def surrogate(params):
+            logp, kl = terms(params)
+            loss = jax.vmap(pg.surrogate_loss)(logp, post.log_prob, post.advantage, post.mask)
+            return loss.mean(), kl.mean()
+
+        # meta-update
+        new_state = dict(state, key=key, iteration=state["iteration"] + 1)
+        metrics = {}
+        if c.outer == "trpo":
+            flat, unravel = ravel_pytree(state["params"])
+            evaluate = lambda x: surrogate(unravel(x))  # noqa: E731
+            loss_before, grad = jax.value_and_grad(lambda x: evaluate(x)[0])(flat)
+            kl_grad = jax.grad(lambda x: evaluate(x)[1])
+            _, fisher_vp = jax.linearize(kl_grad, flat)
+            step, _ = trpo.natural_step(-grad, fisher_vp, max_kl=c.max_kl, iters=c.cg_iters,
+                                        damping=c.cg_damping)
+            new_flat, accepted, loss_after, kl = trpo.backtracking_line_search(
+                evaluate, flat, step, max_kl=c.max_kl, max_backtracks=c.line_search_steps)
+            new_state["params"] = unravel(new_flat)
+            metrics.update(outer_loss_before=loss_before, outer_loss_after=loss_after,
+                           kl=kl, line_search_accepted=accepted.astype(jnp.float32))
+        else:
+            def outer_loss(params):
+                logp, kl = terms(params)
+                if c.outer == "ppo":
+                    loss = jax.vmap(functools.partial(pg.ppo_clip_loss, clip=c.ppo_clip))(
+                        logp, post.log_prob, post.advantage, post.mask)
+                else:
+                    loss = jax.vmap(pg.vpg_loss)(logp, post.advantage, post.mask)
+                return loss.mean(), kl.mean()
+
+            def epoch(carry, _):
+                params, opt_state = carry
+                (loss, kl), grads = jax.value_and_grad(outer_loss, has_aux=True)(params)
+                updates, opt_state = self.optimizer.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), (loss, kl)
+
+            epochs = c.ppo_epochs if c.outer == "ppo" else 1
+            (params, opt_state), (losses, kls) = jax.lax.scan(
+                epoch, (state["params"], state["opt_state"]), None, length=epochs)
+            new_state.update(params=params, opt_state=opt_state)
+            metrics.update(outer_loss_before=losses[0], kl=kls[-1])
+
+        if c.baseline == "learned":
+            new_state["value"] = self._fit_value(state["value"], trajs)
+
+        returns = [rollout.episode_return(t).mean(axis=-1) for t in trajs]  # [tasks] per step
+        for i, r in enumerate(returns):
+            metrics[f"return_step{i}"] = r.mean()
+        if self.family.has_optimum:
+            metrics["optimum"] = jax.vmap(self.family.optimum)(tasks).mean()
+        if self.family.has_success:
+            metrics[f"success_step{c.inner_steps}"] = rollout.episode_success(trajs[-1]).mean()
+        if not c.normalize_advantages:
+            metrics["advantage_scale"] = jnp.abs(post.advantage).mean()
+        return new_state, metrics
+
+    def _fit_value(self, value_state, trajs):
+        """Regress the value MLP on the discounted returns of all collected episodes."""
+        c = self.config
+        traj = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *trajs)
+        returns = jax.vmap(jax.vmap(lambda r, d: gae(r, jnp.zeros_like(r), d,
+                                                     discount=c.discount, lam=1.0)))(
+            traj.reward, traj.done)
+        x = _time_features(traj.obs, traj.t)
+
+        def loss(vparams):
+            v = self.value_net.apply({"params": vparams}, x)[..., 0]
+            return pg.masked_mean((v - returns) ** 2, traj.mask)
+
+        def epoch(carry, _):
+            vparams, opt_state = carry
+            grads = jax.grad(loss)(vparams)
+            updates, opt_state = self.value_optimizer.update(grads, opt_state, vparams)
+            return (optax.apply_updates(vparams, updates), opt_state), None
+
+        (vparams, opt_state), _ = jax.lax.scan(
+            epoch, (value_state["params"], value_state["opt_state"]), None,
+            length=c.value_epochs)
+        return {"params": vparams, "opt_state": opt_state}
+
+    # ---- regression -----------------------------------------------------------------
+    def _mse(self, params, data):
+        x, y = data
+        return jnp.mean((self.net.apply({"params": params}, x) - y) ** 2)
+
+    def _task_loss(self, params, task, key):
+        c = self.config
+        family: RegressionFamily = self.family
+        x, y = family.data(key, task, 2 * c.shots)
+        support, query = (x[: c.shots], y[: c.shots]), (x[c.shots:], y[c.shots:])
+        for _ in range(c.inner_steps):
+            params = inner_step(self._mse, params, support, lr=c.inner_lr,
+                                first_order=c.first_order)
+        return self._mse(params, query)
+
+    def _update_regression(self, state):
+        c = self.config
+        key, k_tasks, k_data = jax.random.split(state["key"], 3)
+        tasks = self.family.tasks("train", c.meta_batch_size, key=k_tasks)
+        keys = jax.random.split(k_data, c.meta_batch_size)
+
+        def meta_loss(params):
+            return jax.vmap(functools.partial(self._task_loss, params))(tasks, keys).mean()
+
+        loss, grads = jax.value_and_grad(meta_loss)(state["params"])
+        updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
+        new_state = dict(state, params=optax.apply_updates(state["params"], updates),
+                         opt_state=opt_state, key=key, iteration=state["iteration"] + 1)
+        return new_state, {"query_mse_after_adaptation": loss}
+
+    def _regression_curve(self, params, task, key, *, steps, eval_points: int = 100):
+        c = self.config
+        k_support, k_query = jax.random.split(key)
+        support = self.family.data(k_support, task, c.shots)
+        query = self.family.data(k_query, task, eval_points)
+        mses = [self._mse(params, query)]
+        for _ in range(steps):
+            params = inner_step(self._mse, params, support, lr=c.inner_lr, first_order=True)
+            mses.append(self._mse(params, query))
+        return jnp.stack(mses)
+

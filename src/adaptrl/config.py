@@ -1,0 +1,157 @@
+"""Typed, frozen configs built from YAML files and ``--set key=value`` overrides.
+
+Every algorithm and task family is a frozen dataclass; this module turns plain mappings
+(parsed with ``yaml.safe_load``) into those dataclasses, checking every key and type.
+Unknown keys and wrong types raise :class:`~adaptrl.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import yaml
+
+from adaptrl.errors import UserError
+
+#: Bounds that keep a hostile config from asking for absurd allocations.
+MAX_INT = 10**9
+MAX_DEPTH = 8
+
+
+def _check_value(name: str, value: Any, hint: Any) -> Any:
+    """Return ``value`` converted to ``hint`` or raise a UserError naming the field."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise UserError(f"{name} must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(name, value, arg)
+            except UserError as e:
+                errors.append(str(e))
+        raise UserError(errors[0] if errors else f"{name} has the wrong type")
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise UserError(f"{name} must be a list, got {type(value).__name__}")
+        if len(value) > 64:
+            raise UserError(f"{name} is too long ({len(value)} items, at most 64)")
+        item = args[0] if args else Any
+        return tuple(_check_value(f"{name}[{i}]", v, item) for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{name} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{name} must be an integer, got {value!r}")
+        if abs(value) > MAX_INT:
+            raise UserError(f"{name} is out of range: {value}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UserError(f"{name} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value) or abs(value) > 1e12:
+            raise UserError(f"{name} must be a finite number of sensible size, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise UserError(f"{name} must be a string, got {value!r}")
+        return value
+    if hint is Any:
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {name}")
+
+
+def from_dict(cls: type, data: Mapping[str, Any] | None, *, where: str = "") -> Any:
+    """Build the frozen dataclass ``cls`` from ``data``; unspecified fields keep defaults."""
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where or cls.__name__} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(str(k) for k in data if k not in fields)
+    if unknown:
+        raise UserError(
+            f"unknown config key {where}{unknown[0]!s} (valid: {', '.join(sorted(fields))})"
+        )
+    values = {k: _check_value(f"{where}{k}", v, hints[k]) for k, v in data.items()}
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as e:  # __post_init__ validation
+        raise UserError(f"{where.rstrip('.') or cls.__name__}: {e}") from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def replace(obj: Any, changes: Mapping[str, Any], *, where: str = "") -> Any:
+    """``dataclasses.replace`` with the same checks as :func:`from_dict`."""
+    return from_dict(type(obj), {**to_dict(obj), **dict(changes)}, where=where)
+
+
+def _depth(x: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(x, Mapping):
+        return max((_depth(v, level + 1) for v in x.values()), default=level + 1)
+    if isinstance(x, list):
+        return max((_depth(v, level + 1) for v in x), default=level + 1)
+    return level
+
+
+def load_yaml(text: str, *, source: str) -> dict[str, Any]:
+    """Parse a YAML config safely: a mapping with string keys, bounded nesting."""
+    if len(text) > 1_000_000:
+        raise UserError(f"{source}: config file is too large")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{source}: malformed YAML{at}") from None
+    except RecursionError:
+        raise UserError(f"{source}: config nests too deeply") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: config must be a mapping of keys to values")
+    if _depth(data) > MAX_DEPTH:
+        raise UserError(f"{source}: config nests too deeply (at most {MAX_DEPTH} levels)")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise UserError(f"{source}: config keys must be strings, got {bad[0]!r}")
+    return data
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """Parse one ``--set a.b=value``; the value is read as YAML (``3``, ``0.1``, ``true``)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set expects key=value, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value

@@ -1,0 +1,1 @@
+"""Pure maths shared by the algorithms: returns, baselines, losses, trust regions, stats."""

@@ -1,0 +1,122 @@
+"""Policy networks f_θ and their action distributions π_θ(a|s).
+
+A policy is a frozen dataclass holding its architecture; its parameters are a plain pytree
+(so MAML can adapt them functionally). ``policy.apply(params, obs)`` returns a
+distribution — :class:`Gaussian` for continuous actions (state-independent learned
+log-std, as in the MAML and TRPO papers), :class:`Categorical` (softmax over f_θ(s, a))
+for discrete actions. The module-level functions act on either distribution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import flax.linen as nn
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+
+from adaptrl.errors import UserError
+
+
+class MLP(nn.Module):
+    """A ReLU multilayer perceptron with a linear output layer."""
+
+    hidden: tuple[int, ...]
+    out: int
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(self.out)(x)
+
+
+class Gaussian(NamedTuple):
+    mean: jax.Array  # [..., d]
+    log_std: jax.Array  # [..., d] (broadcast)
+
+
+class Categorical(NamedTuple):
+    logits: jax.Array  # [..., k]
+
+
+Distribution = Gaussian | Categorical
+
+
+def log_prob(dist: Distribution, action: jax.Array) -> jax.Array:
+    """log π(a|s), summed over action dimensions."""
+    if isinstance(dist, Gaussian):
+        z = (action - dist.mean) * jnp.exp(-dist.log_std)
+        return jnp.sum(-0.5 * z**2 - dist.log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+    logp = jax.nn.log_softmax(dist.logits)
+    return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def sample(dist: Distribution, *, key: jax.Array) -> jax.Array:
+    if isinstance(dist, Gaussian):
+        noise = jax.random.normal(key, dist.mean.shape)
+        return dist.mean + jnp.exp(dist.log_std) * noise
+    return jax.random.categorical(key, dist.logits)
+
+
+def mode(dist: Distribution) -> jax.Array:
+    return dist.mean if isinstance(dist, Gaussian) else jnp.argmax(dist.logits, axis=-1)
+
+
+def entropy(dist: Distribution) -> jax.Array:
+    if isinstance(dist, Gaussian):
+        log_std = jnp.broadcast_to(dist.log_std, dist.mean.shape)
+        return jnp.sum(log_std + 0.5 * jnp.log(2 * jnp.pi * jnp.e), axis=-1)
+    logp = jax.nn.log_softmax(dist.logits)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def kl(p: Distribution, q: Distribution) -> jax.Array:
+    """KL(p || q), summed over action dimensions."""
+    if isinstance(p, Gaussian):
+        var_p, var_q = jnp.exp(2 * p.log_std), jnp.exp(2 * q.log_std)
+        terms = q.log_std - p.log_std + (var_p + (p.mean - q.mean) ** 2) / (2 * var_q) - 0.5
+        return jnp.sum(jnp.broadcast_to(terms, jnp.broadcast_shapes(p.mean.shape, q.mean.shape)),
+                       axis=-1)
+    logp, logq = jax.nn.log_softmax(p.logits), jax.nn.log_softmax(q.logits)
+    return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """An MLP policy for one observation/action space."""
+
+    obs_dim: int
+    action_dim: int  # Gaussian: action dimensions; categorical: number of actions
+    discrete: bool
+    hidden: tuple[int, ...] = (100, 100)
+    init_log_std: float = 0.0
+
+    @property
+    def net(self) -> MLP:
+        return MLP(self.hidden, self.action_dim)
+
+    def init(self, *, key: jax.Array):
+        params = {"net": self.net.init(key, jnp.zeros((1, self.obs_dim)))["params"]}
+        if not self.discrete:
+            params["log_std"] = jnp.full((self.action_dim,), self.init_log_std, jnp.float32)
+        return params
+
+    def apply(self, params, obs: jax.Array) -> Distribution:
+        out = self.net.apply({"params": params["net"]}, obs)
+        if self.discrete:
+            return Categorical(out)
+        return Gaussian(out, params["log_std"])
+
+
+def policy_for(observation_space: gym.spaces.Space, action_space: gym.spaces.Space, *,
+               hidden: tuple[int, ...], init_log_std: float = 0.0) -> Policy:
+    """The Gaussian or categorical MLP policy that fits a pair of Gymnasium spaces."""
+    obs_dim = int(observation_space.shape[0])
+    if isinstance(action_space, gym.spaces.Discrete):
+        return Policy(obs_dim, int(action_space.n), True, hidden, init_log_std)
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return Policy(obs_dim, int(action_space.shape[0]), False, hidden, init_log_std)
+    raise UserError(f"no policy for action space {action_space}")

@@ -1,0 +1,1 @@
+"""Rollouts: jitted for JAX-native families."""

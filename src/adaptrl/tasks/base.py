@@ -1,0 +1,178 @@
+"""The task model: a task family is (T, D, P) — task parameters, their distribution, and
+the performance measure — plus, for RL families, a functional JAX environment.
+
+A *task* is a pytree of parameters (a goal, arm probabilities, a sine's amplitude). It is
+never stored in the environment state and an episode reset never resamples it: batching
+over tasks is a ``vmap`` over task pytrees.
+
+Environment API (JAX-native RL families; every method is pure and jittable)::
+
+    obs, state = family.reset(key, task)
+    obs, state, reward, done, info = family.step(key, state, action, task)
+
+Splits: meta-test tasks are drawn from a fixed key stream (``split_seed``) that no training
+run ever touches, so every run and every learner is scored on the same held-out tasks.
+Meta-train tasks are drawn fresh from the run's own key each iteration, or, with
+``train_pool > 0``, from a fixed finite pool (the PEARL-style setting).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+
+from adaptrl.errors import UserError
+
+Task = Any  # a pytree of task parameters
+Split = Literal["train", "test"]
+
+_TRAIN_STREAM, _TEST_STREAM, _POOL_STREAM = 0, 1, 2
+
+
+def indexed_keys(key: jax.Array, n: int) -> jax.Array:
+    """``n`` keys where key ``i`` depends only on ``(key, i)``: the first tasks of a longer
+    draw equal a shorter draw, so "the first 40 test tasks" means the same tasks always."""
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(n))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskFamily(abc.ABC):
+    """Abstract base of every family. Concrete families are frozen dataclasses whose fields
+    are their options (so ``--set tasks.arms=10`` reaches them) and are final."""
+
+    split_seed: int = 0
+    # seed of the fixed key stream the held-out meta-test tasks come from
+    train_pool: int = 0
+    # 0: draw fresh meta-train tasks every iteration; N > 0: a fixed pool of N train tasks
+
+    kind: ClassVar[Literal["rl", "regression"]] = "rl"
+    #: the performance measure reported by the harness, and whether larger is better
+    measure: ClassVar[str] = "return"
+    higher_is_better: ClassVar[bool] = True
+    #: True where ``optimum(task)`` gives the exact optimal expected performance
+    has_optimum: ClassVar[bool] = False
+    #: True where ``step`` reports ``info["success"]``
+    has_success: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if self.train_pool < 0:
+            raise ValueError("train_pool must be >= 0")
+
+    # ---- the task distribution D -------------------------------------------------
+    @abc.abstractmethod
+    def sample_one(self, key: jax.Array) -> Task:
+        """Draw one task's parameters."""
+
+    def sample(self, key: jax.Array, n: int) -> Task:
+        """Draw ``n`` tasks (a batched pytree with leading axis ``n``)."""
+        return jax.vmap(self.sample_one)(indexed_keys(key, n))
+
+    def tasks(self, split: Split, n: int, *, key: jax.Array | None = None) -> Task:
+        """``n`` tasks of ``split``. Test tasks are deterministic; train tasks need ``key``."""
+        base = jax.random.PRNGKey(self.split_seed)
+        if split == "test":
+            return self.sample(jax.random.fold_in(base, _TEST_STREAM), n)
+        if split != "train":
+            raise UserError(f"unknown split {split!r} (valid: train, test)")
+        if key is None:
+            raise ValueError("meta-train tasks are drawn from the run's key")
+        if self.train_pool:
+            pool = self.sample(jax.random.fold_in(base, _POOL_STREAM), self.train_pool)
+            idx = jax.random.randint(key, (n,), 0, self.train_pool)
+            return jax.tree.map(lambda x: x[idx], pool)
+        return self.sample(jax.random.fold_in(key, _TRAIN_STREAM), n)
+
+    @staticmethod
+    def shuffle(tasks: Task, *, key: jax.Array) -> Task:
+        """Permute a batch of tasks."""
+        n = jax.tree.leaves(tasks)[0].shape[0]
+        perm = jax.random.permutation(key, n)
+        return jax.tree.map(lambda x: x[perm], tasks)
+
+    # ---- the performance measure P -----------------------------------------------
+    def optimum(self, task: Task) -> jax.Array:
+        """Exact optimal expected performance on ``task`` (families with ``has_optimum``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not know its optimum")
+
+
+class RLFamily(TaskFamily):
+    """Abstract: a family of MDPs with a functional, jittable environment."""
+
+    horizon: ClassVar[int] = 0  # overridden by a field or property in each family
+
+    @property
+    @abc.abstractmethod
+    def observation_space(self) -> gym.spaces.Box: ...
+
+    @property
+    @abc.abstractmethod
+    def action_space(self) -> gym.spaces.Box | gym.spaces.Discrete: ...
+
+    @abc.abstractmethod
+    def reset(self, key: jax.Array, task: Task) -> tuple[jax.Array, Any]: ...
+
+    @abc.abstractmethod
+    def step(
+        self, key: jax.Array, state: Any, action: jax.Array, task: Task
+    ) -> tuple[jax.Array, Any, jax.Array, jax.Array, dict[str, jax.Array]]: ...
+
+
+class RegressionFamily(TaskFamily):
+    """Abstract: a family of supervised few-shot regression problems (MAML's sinusoid)."""
+
+    kind: ClassVar[Literal["rl", "regression"]] = "regression"
+    measure: ClassVar[str] = "mse"
+    higher_is_better: ClassVar[bool] = False
+    input_dim: ClassVar[int] = 1
+    output_dim: ClassVar[int] = 1
+
+    @abc.abstractmethod
+    def data(self, key: jax.Array, task: Task, n: int) -> tuple[jax.Array, jax.Array]:
+        """``n`` labelled points ``(x [n, input_dim], y [n, output_dim])`` of one task."""
+
+
+# ---- registry ------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FamilyEntry:
+    name: str
+    description: str
+    factory: Callable[..., TaskFamily]
+    defaults: dict[str, Any]
+
+
+REGISTRY: dict[str, FamilyEntry] = {}
+
+
+def register(name: str, description: str, **defaults: Any):
+    """Class decorator (usable several times) registering a family under ``name`` with
+    option defaults, e.g. ``point-nav-sparse`` is ``PointNav(sparse=True)``."""
+
+    def deco(cls):
+        REGISTRY[name] = FamilyEntry(name, description, cls, defaults)
+        return cls
+
+    return deco
+
+
+def family_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def family_entry(name: str) -> FamilyEntry:
+    if name not in REGISTRY:
+        raise UserError(f"unknown task family {name!r} (known: {', '.join(family_names())})")
+    return REGISTRY[name]
+
+
+def make_family(name: str, options: dict[str, Any] | None = None) -> TaskFamily:
+    """Build the family ``name`` with its registry defaults overridden by ``options``."""
+    from adaptrl.config import from_dict
+
+    entry = family_entry(name)
+    return from_dict(entry.factory, {**entry.defaults, **(options or {})}, where="tasks.")
