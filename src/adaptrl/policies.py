@@ -120,3 +120,58 @@ def policy_for(observation_space: gym.spaces.Space, action_space: gym.spaces.Spa
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return Policy(obs_dim, int(action_space.shape[0]), False, hidden, init_log_std)
     raise UserError(f"no policy for action space {action_space}")
+
+
+# ---- recurrent policies (RL²) -----------------------------------------------------------
+class GRUActorCritic(nn.Module):
+    """Two GRUs over the same input stream: one feeds the action head, one the value head
+    (Duan et al. 2016 use a GRU policy and a GRU baseline). The carry is ``(h_pi, h_v)``."""
+
+    hidden: int
+    out: int
+
+    @nn.compact
+    def __call__(self, carry, x):
+        h_pi, h_v = carry
+        h_pi, y_pi = nn.GRUCell(self.hidden, name="policy_gru")(h_pi, x)
+        h_v, y_v = nn.GRUCell(self.hidden, name="value_gru")(h_v, x)
+        out = nn.Dense(self.out, name="policy_head")(y_pi)
+        value = nn.Dense(1, name="value_head")(y_v)[..., 0]
+        return (h_pi, h_v), out, value
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentPolicy:
+    """A GRU policy and GRU value function over an input stream of width ``input_dim``.
+
+    ``step(params, carry, x)`` maps one input ``[..., input_dim]`` and carry to the new
+    carry, the action distribution and the value estimate ``[...]``. The carry is reset
+    (``initial_carry``) by the caller only: :mod:`adaptrl.sampling.trials` does it at trial
+    boundaries.
+    """
+
+    input_dim: int
+    action_dim: int  # Gaussian: action dimensions; categorical: number of actions
+    discrete: bool
+    hidden: int = 256
+    init_log_std: float = 0.0
+
+    @property
+    def net(self) -> GRUActorCritic:
+        return GRUActorCritic(self.hidden, self.action_dim)
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = ()):
+        h = jnp.zeros((*batch_shape, self.hidden), jnp.float32)
+        return (h, h)
+
+    def init(self, *, key: jax.Array):
+        x = jnp.zeros((self.input_dim,), jnp.float32)
+        params = {"net": self.net.init(key, self.initial_carry(), x)["params"]}
+        if not self.discrete:
+            params["log_std"] = jnp.full((self.action_dim,), self.init_log_std, jnp.float32)
+        return params
+
+    def step(self, params, carry, x: jax.Array):
+        carry, out, value = self.net.apply({"params": params["net"]}, carry, x)
+        dist = Categorical(out) if self.discrete else Gaussian(out, params["log_std"])
+        return carry, dist, value

@@ -1,0 +1,227 @@
+"""RL²: fast reinforcement learning via slow reinforcement learning (Duan et al. 2016;
+Wang et al. 2016, "Learning to reinforcement learn").
+
+A recurrent policy's hidden state *is* the learning algorithm. It is meta-trained with an
+ordinary RL algorithm (here PPO, Schulman et al. 2017, instead of the paper's TRPO) on
+**trials**: ``trial_episodes`` episodes of one task, the hidden state kept across episode
+boundaries and reset between trials (:mod:`adaptrl.sampling.trials`). The objective is the
+discounted return of the whole trial, so exploring in early episodes pays when it raises
+the return of later ones.
+
+One iteration (collect, advantages, PPO epochs) is a single jitted function: trials are a
+``lax.scan`` over time, ``vmap``-ed over trials, each on its own task.
+
+At meta-test time, adaptation is simply running the policy: the adaptation curve is the
+return of episode 1, 2, ... of a trial on each held-out task (``curve_unit = "episodes"``).
+
+Bandits (Duan's Table 1): Duan's "n pulls per trial" is ``tasks.pulls=1`` with
+``algo.trial_episodes=n`` (an episode is one pull, as in the paper); the total reward per
+trial is the sum of the adaptation curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import optax
+
+from adaptrl import policies
+from adaptrl.algos.base import Algorithm, register
+from adaptrl.ops import pg
+from adaptrl.ops.returns import gae
+from adaptrl.sampling import trials
+from adaptrl.sampling.trials import Trial
+
+
+@dataclasses.dataclass(frozen=True)
+class RL2Config:
+    trial_episodes: int = 10
+    # episodes of one task per trial; the hidden state is reset only between trials
+    trials_per_iteration: int = 128
+    # trials collected per iteration, each on a freshly drawn task
+    hidden: int = 128
+    # width of the policy GRU and of the value GRU
+    lr: float = 1e-3
+    # Adam step size
+    max_grad_norm: float = 1.0
+    # global gradient-norm clip
+    discount: float = 0.99
+    # discount γ over the whole trial (episode boundaries are not terminal)
+    gae_lambda: float = 0.95
+    # λ of GAE
+    reward_scale: float = 1.0
+    # multiply rewards by this before computing returns (keeps value targets near 1)
+    ppo_clip: float = 0.2
+    # clip range ε of the PPO objective
+    ppo_epochs: int = 4
+    # passes over each iteration's trials
+    minibatches: int = 4
+    # minibatches (of whole trials) per pass
+    value_coef: float = 0.5
+    # weight of the value regression loss
+    entropy_coef: float = 0.01
+    # weight of the entropy bonus
+    normalize_advantages: bool = True
+    # centre and scale advantages per minibatch
+    init_log_std: float = 0.0
+    # initial log standard deviation of Gaussian policies
+    eval_trials: int = 1
+    # trials per task averaged at meta-test time (adaptation curve)
+
+    def __post_init__(self) -> None:
+        for name in ("trial_episodes", "trials_per_iteration", "hidden", "ppo_epochs",
+                     "minibatches", "eval_trials"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.trials_per_iteration % self.minibatches:
+            raise ValueError("trials_per_iteration must be divisible by minibatches")
+        if self.hidden > 4096 or self.trial_episodes > 100_000:
+            raise ValueError("hidden must be <= 4096 and trial_episodes <= 100000")
+        if not 0 < self.discount <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError("discount must be in (0, 1] and gae_lambda in [0, 1]")
+        if self.lr <= 0 or self.ppo_clip <= 0 or self.max_grad_norm <= 0:
+            raise ValueError("lr, ppo_clip and max_grad_norm must be positive")
+        if self.reward_scale <= 0:
+            raise ValueError("reward_scale must be positive")
+
+
+# Per-family settings. Duan et al. used TRPO with GRU-256; these are PPO settings that reach
+# the paper's numbers in minutes on a CPU (see benchmarks/rl2_*.py and docs/results/).
+PAPER = {
+    "bandit": {"iterations": 300, "trial_episodes": 10, "trials_per_iteration": 256,
+               "hidden": 128},
+    "tabular-mdp": {"iterations": 500, "trial_episodes": 10, "trials_per_iteration": 256,
+                    "hidden": 128, "reward_scale": 0.1},
+    "point-nav": {"iterations": 300, "trial_episodes": 2, "trials_per_iteration": 64},
+}
+
+
+def _minibatch_step(algo: RL2, carry, batch):
+    """One Adam step of the PPO loss on a minibatch of whole trials."""
+    params, opt_state = carry
+    (loss, aux), grads = jax.value_and_grad(algo.loss, has_aux=True)(params, batch)
+    updates, opt_state = algo.optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), (loss, *aux)
+
+
+def _epoch(algo: RL2, data, carry, key):
+    """One pass over the iteration's trials in shuffled minibatches."""
+    c = algo.config
+    perm = jax.random.permutation(key, c.trials_per_iteration)
+    shuffled = jax.tree.map(lambda x: x[perm].reshape(c.minibatches, -1, *x.shape[1:]), data)
+    return jax.lax.scan(functools.partial(_minibatch_step, algo), carry, shuffled)
+
+
+@register("rl2", "RL²: GRU policy meta-trained with PPO across multi-episode trials "
+          "(Duan et al. 2016)")
+class RL2(Algorithm):
+    Config = RL2Config
+    kinds = ("rl",)
+    curve_unit = "episodes"
+    paper_defaults = PAPER
+    default_iterations = 300
+
+    def __init__(self, config: RL2Config, family):
+        super().__init__(config, family)
+        space = family.action_space
+        discrete = isinstance(space, gym.spaces.Discrete)
+        self.policy = policies.RecurrentPolicy(
+            trials.input_dim(family), trials.action_encoding_dim(space), discrete,
+            hidden=config.hidden, init_log_std=config.init_log_std)
+        self.optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                                     optax.adam(config.lr))
+
+    @property
+    def default_eval_steps(self) -> int:
+        return self.config.trial_episodes - 1
+
+    # ---- state -----------------------------------------------------------------------
+    def init(self, *, key):
+        k_init, key = jax.random.split(key)
+        params = self.policy.init(key=k_init)
+        return {"params": params, "opt_state": self.optimizer.init(params), "key": key,
+                "iteration": jnp.array(0, jnp.int32)}
+
+    # ---- collect ---------------------------------------------------------------------
+    def _trials(self, params, tasks, key, episodes: int) -> Trial:
+        keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
+        run = functools.partial(trials.trial, self.family, self.policy, params,
+                                episodes=episodes)
+        return jax.vmap(lambda task, k: run(task, key=k))(tasks, keys)
+
+    def _advantages(self, tr: Trial):
+        """GAE over each whole trial: only the trial's end is terminal."""
+        c = self.config
+        end = jnp.zeros_like(tr.reward).at[..., -1].set(1.0)
+        adv = jax.vmap(functools.partial(gae, discount=c.discount, lam=c.gae_lambda))(
+            tr.reward * c.reward_scale, tr.value, end)
+        return adv, adv + tr.value
+
+    # ---- PPO loss ----------------------------------------------------------------------
+    def loss(self, params, batch):
+        tr, adv, targets = batch
+        dist, value = jax.vmap(functools.partial(trials.replay, self.policy, params))(
+            tr.inputs, tr.mask)
+        logp = policies.log_prob(dist, tr.action)
+        c = self.config
+        flat = lambda x: x.reshape(-1)  # noqa: E731
+        mask = flat(tr.mask)
+        adv = flat(adv)
+        if c.normalize_advantages:
+            adv = pg.normalize(adv, mask)
+        policy_loss = pg.ppo_clip_loss(flat(logp), flat(tr.log_prob), adv, mask,
+                                       clip=c.ppo_clip)
+        value_loss = pg.masked_mean((flat(value) - flat(targets)) ** 2, mask)
+        ent = pg.masked_mean(flat(policies.entropy(dist)), mask)
+        approx_kl = pg.masked_mean(flat(tr.log_prob - logp), mask)
+        total = policy_loss + c.value_coef * value_loss - c.entropy_coef * ent
+        return total, (policy_loss, value_loss, ent, approx_kl)
+
+    # ---- one iteration -----------------------------------------------------------------
+    def update(self, state):
+        c = self.config
+        key, k_tasks, k_collect, k_epochs = jax.random.split(state["key"], 4)
+
+        # collect: one trial per freshly drawn meta-train task
+        tasks = self.family.tasks("train", c.trials_per_iteration, key=k_tasks)
+        tr = self._trials(state["params"], tasks, k_collect, c.trial_episodes)
+        adv, targets = self._advantages(tr)
+
+        # meta-update: PPO epochs over minibatches of whole trials (BPTT through each trial)
+        epoch = functools.partial(_epoch, self, (tr, adv, targets))
+        (params, opt_state), (loss, pol, val, ent, kl) = jax.lax.scan(
+            epoch, (state["params"], state["opt_state"]), jax.random.split(k_epochs, c.ppo_epochs))
+
+        ep_returns = trials.episode_returns(tr, c.trial_episodes)  # [B, E]
+        metrics = {
+            "trial_return": ep_returns.sum(-1).mean(),
+            "return_episode1": ep_returns[:, 0].mean(),
+            f"return_episode{c.trial_episodes}": ep_returns[:, -1].mean(),
+            "policy_loss": pol.mean(), "value_loss": val.mean(), "entropy": ent.mean(),
+            "approx_kl": kl[-1].mean(), "loss": loss.mean(),
+        }
+        if self.family.has_optimum:
+            metrics["optimum"] = jax.vmap(self.family.optimum)(tasks).mean()
+        new_state = dict(state, params=params, opt_state=opt_state, key=key,
+                         iteration=state["iteration"] + 1)
+        return new_state, metrics
+
+    # ---- meta-test -----------------------------------------------------------------------
+    def adaptation_curve(self, state, tasks, *, key, steps):
+        """Return (and success) of episode 1..``steps + 1`` of a trial on each task:
+        ``{"return": [num_tasks, steps + 1]}``, averaged over ``eval_trials`` trials."""
+        episodes = steps + 1
+        n = jax.tree.leaves(tasks)[0].shape[0]
+        reps = self.config.eval_trials
+        tiled = jax.tree.map(lambda x: jnp.repeat(x, reps, axis=0), tasks)
+        tr = self._trials(state["params"], tiled, key, episodes)
+        out = {"return": trials.episode_returns(tr, episodes).reshape(n, reps, episodes)
+               .mean(1)}
+        if self.family.has_success:
+            out["success"] = trials.episode_successes(tr, episodes).reshape(
+                n, reps, episodes).mean(1)
+        return out
