@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from adaptrl import policies
-from adaptrl.algos.base import Algorithm, State, register
+from adaptrl.algos.base import Algorithm, register
 from adaptrl.ops import baselines, pg, trpo
 from adaptrl.ops.returns import gae
 from adaptrl.policies import MLP
@@ -72,6 +72,9 @@ class MAMLConfig:
     # damping added to the Fisher-vector product
     line_search_steps: int = 15
     # backtracking steps of the TRPO line search (ratio 0.5)
+    fisher_tasks: int = 10
+    # tasks (evenly spaced in the meta-batch) used to estimate the Fisher-vector products of
+    # TRPO; the meta-batch size gives the full estimate (cf. TRPO's batch subsampling)
     outer_lr: float = 1e-3
     # Adam step size of the outer update (ppo, vpg, regression)
     ppo_clip: float = 0.3
@@ -86,7 +89,7 @@ class MAMLConfig:
     # episodes per task and adaptation step at meta-test time
 
     def __post_init__(self) -> None:
-        positive = ["meta_batch_size", "episodes_per_task", "shots", "cg_iters",
+        positive = ["meta_batch_size", "episodes_per_task", "shots", "cg_iters", "fisher_tasks",
                     "ppo_epochs", "value_epochs", "eval_episodes", "line_search_steps"]
         for name in positive:
             if getattr(self, name) < 1:
@@ -288,18 +291,10 @@ class MAML(Algorithm):
         new_state = dict(state, key=key, iteration=state["iteration"] + 1)
         metrics = {}
         if c.outer == "trpo":
-            flat, unravel = ravel_pytree(state["params"])
-            evaluate = lambda x: surrogate(unravel(x))  # noqa: E731
-            loss_before, grad = jax.value_and_grad(lambda x: evaluate(x)[0])(flat)
-            kl_grad = jax.grad(lambda x: evaluate(x)[1])
-            _, fisher_vp = jax.linearize(kl_grad, flat)
-            step, _ = trpo.natural_step(-grad, fisher_vp, max_kl=c.max_kl, iters=c.cg_iters,
-                                        damping=c.cg_damping)
-            new_flat, accepted, loss_after, kl = trpo.backtracking_line_search(
-                evaluate, flat, step, max_kl=c.max_kl, max_backtracks=c.line_search_steps)
-            new_state["params"] = unravel(new_flat)
-            metrics.update(outer_loss_before=loss_before, outer_loss_after=loss_after,
-                           kl=kl, line_search_accepted=accepted.astype(jnp.float32))
+            new_params, trpo_metrics = self._trpo(state["params"], inner, post, old_dist,
+                                                  surrogate)
+            new_state["params"] = new_params
+            metrics.update(trpo_metrics)
         else:
             def outer_loss(params):
                 logp, kl = terms(params)
@@ -335,6 +330,60 @@ class MAML(Algorithm):
         if not c.normalize_advantages:
             metrics["advantage_scale"] = jnp.abs(post.advantage).mean()
         return new_state, metrics
+
+    def _trpo(self, params, inner, post: Batch, old_dist, surrogate):
+        """TRPO step on the meta-parameters through the adaptation θ -> θ'_i(θ).
+
+        At the current θ the KL between old and new adapted policies has zero gradient in
+        θ', so its Hessian in θ is exactly the Gauss-Newton product J_iᵀ H'_i J_i with
+        J_i = ∂θ'_i/∂θ and H'_i the KL Hessian in θ'_i. We linearise the adaptation once
+        (``jax.linearize``, and its transpose for Jᵀ) and reuse it in
+        every conjugate-gradient iteration, instead of differentiating the KL through the
+        inner gradient again and again.
+        """
+        c = self.config
+        first_order = c.first_order
+        flat, unravel = ravel_pytree(params)
+
+        def adapt_all(p, batches):
+            return jax.vmap(lambda b: self._adapt(p, b, first_order=first_order))(batches)
+
+        def post_loss(adapted, post_b):
+            logp = jax.vmap(lambda a, b: policies.log_prob(self.policy.apply(a, b.obs),
+                                                           b.action))(adapted, post_b)
+            return jax.vmap(pg.surrogate_loss)(logp, post_b.log_prob, post_b.advantage,
+                                               post_b.mask).mean()
+
+        def mean_kl(adapted, post_b, old_b):
+            return jax.vmap(lambda a, b, o: pg.masked_mean(
+                policies.kl(o, self.policy.apply(a, b.obs)), b.mask))(adapted, post_b, old_b
+                                                                       ).mean()
+
+        # policy gradient through the adaptation: g = Σ_i J_iᵀ ∇_θ' L_i
+        loss_before, grad = jax.value_and_grad(lambda p: post_loss(adapt_all(p, inner), post))(
+            params)
+
+        # Fisher-vector products on evenly spaced tasks
+        n = c.meta_batch_size
+        idx = jnp.linspace(0, n - 1, min(c.fisher_tasks, n)).round().astype(jnp.int32)
+        pick = lambda tree: jax.tree.map(lambda x: x[idx], tree)  # noqa: E731
+        inner_s, post_s, old_s = pick(inner), pick(post), pick(old_dist)
+        adapted_s, jvp_s = jax.linearize(lambda p: adapt_all(p, inner_s), params)
+        vjp_s = jax.linear_transpose(jvp_s, params)
+        _, kl_hvp = jax.linearize(jax.grad(lambda a: mean_kl(a, post_s, old_s)), adapted_s)
+
+        def fisher_vp(v):
+            (out,) = vjp_s(kl_hvp(jvp_s(unravel(v))))
+            return ravel_pytree(out)[0]
+
+        step, _ = trpo.natural_step(-ravel_pytree(grad)[0], fisher_vp, max_kl=c.max_kl,
+                                    iters=c.cg_iters, damping=c.cg_damping)
+        evaluate = lambda x: surrogate(unravel(x))  # noqa: E731
+        new_flat, accepted, loss_after, kl = trpo.backtracking_line_search(
+            evaluate, flat, step, max_kl=c.max_kl, max_backtracks=c.line_search_steps)
+        return unravel(new_flat), {
+            "outer_loss_before": loss_before, "outer_loss_after": loss_after, "kl": kl,
+            "line_search_accepted": accepted.astype(jnp.float32)}
 
     def _fit_value(self, value_state, trajs):
         """Regress the value MLP on the discounted returns of all collected episodes."""

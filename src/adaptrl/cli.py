@@ -1,0 +1,246 @@
+"""The ``adaptrl`` command: a thin layer over the library.
+
+Every user mistake (unknown names, malformed files, bad values) prints one line
+``error: ...`` on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from adaptrl.errors import UserError
+
+console = Console(stderr=True)
+out = Console()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other user error
+        raise UserError(message)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                    TextColumn("{task.fields[info]}"), console=console, transient=False)
+
+
+def _headline(row: dict[str, float]) -> str:
+    keys = [k for k in row if k.startswith(("return_step", "success_step", "query_mse",
+                                             "trial_return"))]
+    return "  ".join(f"{k}={row[k]:.3f}" for k in keys[-3:])
+
+
+def train_run(run_dir: Path, *, resume: bool, label: str) -> None:
+    """Train with a progress bar; shared by ``train`` and ``demo``."""
+    from adaptrl import runs
+
+    config = runs.load_run(run_dir)
+    with _progress() as progress:
+        task = progress.add_task(label, total=config.run.iterations, info="compiling…")
+        start_done = None
+
+        def report(done: int, total: int, row: dict[str, float]) -> None:
+            nonlocal start_done
+            start_done = start_done or done - 1
+            progress.update(task, completed=done, info=_headline(row))
+
+        progress.update(task, completed=runs.list_checkpoints(run_dir)[-1]
+                        if resume and runs.list_checkpoints(run_dir) else 0)
+        runs.train(run_dir, resume=resume, on_iteration=report)
+
+
+def cmd_tasks(args) -> None:
+    from adaptrl.tasks import REGISTRY
+
+    table = Table(title="task families")
+    table.add_column("name", style="bold")
+    table.add_column("kind")
+    table.add_column("description")
+    for name in sorted(REGISTRY):
+        entry = REGISTRY[name]
+        table.add_row(name, entry.factory.kind, entry.description)
+    out.print(table)
+
+
+def cmd_algos(args) -> None:
+    from adaptrl.algos import REGISTRY
+
+    table = Table(title="algorithms")
+    table.add_column("name", style="bold")
+    table.add_column("families")
+    table.add_column("description")
+    for name in sorted(REGISTRY):
+        entry = REGISTRY[name]
+        table.add_row(name, ", ".join(entry.cls.kinds), entry.description)
+    out.print(table)
+
+
+def cmd_train(args) -> None:
+    from adaptrl import config as cfg
+    from adaptrl import runs
+
+    if args.resume:
+        if args.algo or args.tasks or args.config or args.set:
+            raise UserError("--resume takes the run's saved config; give no algorithm or options")
+        run_dir = Path(args.resume)
+        c = runs.load_run(run_dir)
+        train_run(run_dir, resume=True, label=f"{c.algo} on {c.tasks} (resumed)")
+        console.print(f"run directory: {run_dir}")
+        return
+    if not args.algo or not args.tasks:
+        raise UserError("train needs ALGO and --tasks FAMILY (or --resume DIR)")
+    file_data = None
+    if args.config:
+        path = Path(args.config)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: cannot read config ({type(e).__name__})") from None
+        file_data = cfg.load_yaml(text, source=str(path))
+    config = runs.resolve(args.algo, args.tasks, file_data=file_data, sets=args.set,
+                          overrides={"iterations": args.iterations, "seed": args.seed})
+    run_dir = Path(args.out) if args.out else Path("runs") / (
+        f"{args.algo}-{args.tasks}-seed{config.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    runs.create_run(run_dir, config)
+    train_run(run_dir, resume=False, label=f"{args.algo} on {args.tasks}")
+    console.print(f"run directory: {run_dir}")
+
+
+def _curve_table(result: dict) -> Table:
+    unit = result.get("unit", "adaptation_steps").replace("_", " ")
+    table = Table(title=f"{result['algo']} on {result['tasks']}: {result['num_tasks']} "
+                        f"{result['split']} tasks x {result.get('seeds', 1)} seed(s)")
+    table.add_column(unit, justify="right")
+    for col in ("mean", "IQM", "95% CI of IQM"):
+        table.add_column(col, justify="right")
+    has_success = "success" in result["curve"][0]
+    if has_success:
+        table.add_column("success", justify="right")
+    if "optimum" in result:
+        table.add_column("optimum", justify="right")
+    for p in result["curve"]:
+        row = [str(p["adaptation_steps"]), f"{p['mean']:.3f}", f"{p['iqm']:.3f}",
+               f"[{p['ci_low']:.3f}, {p['ci_high']:.3f}]"]
+        if has_success:
+            row.append(f"{p['success']:.2f}")
+        if "optimum" in result:
+            row.append(f"{result['optimum']:.3f}")
+        table.add_row(*row)
+    return table
+
+
+def cmd_eval(args) -> None:
+    from adaptrl.evaluation import evaluate_runs
+    from adaptrl.evaluation.plots import plot_curves
+
+    result = evaluate_runs([Path(d) for d in args.dirs], split=args.split,
+                           num_tasks=args.num_tasks, steps=args.adapt_steps, seed=args.seed)
+    if args.plot:
+        plot_curves([result], Path(args.plot))
+    if args.json:
+        print(json.dumps(result))
+        return
+    out.print(_curve_table(result))
+    if args.plot:
+        console.print(f"plot: {args.plot}")
+
+
+def cmd_demo(args) -> None:
+    from adaptrl import runs
+    from adaptrl.evaluation import evaluate_runs, gap_closed
+    from adaptrl.evaluation.plots import plot_curves
+
+    run_dir = Path(args.out)
+    if (run_dir / runs.CONFIG_FILE).exists():
+        resume = True
+    else:
+        config = runs.resolve("maml-trpo", "point-nav", sets=DEMO_SETTINGS,
+                              overrides={"iterations": args.iterations, "seed": args.seed})
+        runs.create_run(run_dir, config)
+        resume = False
+    console.print("[bold]adaptrl demo[/]: meta-train MAML-TRPO on 2D point navigation, then "
+                  "adapt to held-out goals with one policy-gradient step.")
+    train_run(run_dir, resume=resume, label="meta-training maml-trpo on point-nav")
+    result = evaluate_runs([run_dir], split="test", num_tasks=40, steps=3)
+    out.print(_curve_table(result))
+    closed = gap_closed(result, 1)
+    if closed is not None:
+        out.print(f"one adaptation step closes {100 * closed:.0f}% of the gap between the "
+                  f"pre-adaptation return and the exact optimum")
+    png = plot_curves([result], run_dir / "adaptation_curve.png")
+    out.print(f"plot: {png}\nrun directory: {run_dir}")
+
+
+#: the demo's settings: the paper's point-nav setting with a shorter schedule
+DEMO_SETTINGS = ["algo.meta_batch_size=20"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="adaptrl", description="Deep reinforcement meta-learning in JAX.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("tasks", help="list task families").set_defaults(fn=cmd_tasks)
+    sub.add_parser("algos", help="list algorithms").set_defaults(fn=cmd_algos)
+
+    t = sub.add_parser("train", help="meta-train an algorithm on a task family")
+    t.add_argument("algo", nargs="?", help="algorithm, e.g. maml-trpo (see `adaptrl algos`)")
+    t.add_argument("--tasks", help="task family (see `adaptrl tasks`)")
+    t.add_argument("--config", help="YAML file of options (keys: run options, algo:, tasks:)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one option: iterations=5, algo.inner_lr=0.1, tasks.arms=10")
+    t.add_argument("--iterations", type=int, help="number of meta-iterations")
+    t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--out", help="run directory (default runs/ALGO-FAMILY-seedN-TIME)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("eval", help="meta-test trained runs on held-out tasks")
+    e.add_argument("dirs", nargs="+", metavar="DIR", help="run directories (one per seed)")
+    e.add_argument("--split", default="test", choices=["train", "test"])
+    e.add_argument("--num-tasks", type=int, default=40)
+    e.add_argument("--adapt-steps", type=int, help="adaptation steps (or episodes) K")
+    e.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--plot", metavar="PNG", help="also write the curve as a PNG plot")
+    e.set_defaults(fn=cmd_eval)
+
+    d = sub.add_parser("demo", help="meta-train MAML on point-nav and show adaptation")
+    d.add_argument("--out", default="runs/demo", help="run directory")
+    d.add_argument("--iterations", type=int, default=60)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.fn(args)
+    except UserError as e:
+        msg = " ".join(str(e).split())
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

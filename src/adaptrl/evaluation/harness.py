@@ -1,0 +1,100 @@
+"""The meta-test harness: adaptation curves on held-out tasks, with honest statistics.
+
+For each run (one run = one training seed) the learner is scored on the same held-out
+tasks after 0, 1, ..., K units of adaptation. Per adaptation step we report the mean,
+the interquartile mean and a 95% stratified-bootstrap CI of the IQM, stratified by seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from adaptrl import runs
+from adaptrl.errors import UserError
+from adaptrl.ops.stats import summarize
+from adaptrl.tasks.base import TaskFamily
+
+#: tasks scored per jitted call, to bound memory on large evaluations
+CHUNK = 100
+
+
+def score_tasks(curve_fn: Callable, family: TaskFamily, split: str, num_tasks: int, *,
+                key: jax.Array) -> dict[str, np.ndarray]:
+    """Run ``curve_fn(tasks, key=...) -> {measure: [n, K+1]}`` over the first ``num_tasks``
+    tasks of ``split`` in chunks; returns ``{measure: [num_tasks, K+1]}``."""
+    split_key, eval_key = jax.random.split(key)
+    tasks = family.tasks(split, num_tasks, key=split_key)
+    out: dict[str, list[np.ndarray]] = {}
+    for start in range(0, num_tasks, CHUNK):
+        size = min(CHUNK, num_tasks - start)
+        chunk = jax.tree.map(lambda x, s=start, n=size: x[s:s + n], tasks)
+        res = curve_fn(chunk, key=jax.random.fold_in(eval_key, start))
+        for k, v in res.items():
+            out.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def summarize_curves(per_seed: Sequence[dict[str, np.ndarray]], measure: str,
+                     ) -> list[dict[str, Any]]:
+    """Per adaptation step: mean, IQM and stratified-bootstrap CI over tasks and seeds."""
+    steps = per_seed[0][measure].shape[1]
+    curve = []
+    for k in range(steps):
+        point = {"adaptation_steps": k}
+        stats = summarize([s[measure][:, k] for s in per_seed])
+        point.update({key: stats[key] for key in ("mean", "iqm", "ci_low", "ci_high")})
+        if "success" in per_seed[0]:
+            point["success"] = float(np.mean([s["success"][:, k].mean() for s in per_seed]))
+        curve.append(point)
+    return curve
+
+
+def evaluate_runs(run_dirs: Sequence[Path], *, split: str = "test", num_tasks: int = 40,
+                  steps: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Meta-test one or more runs of the same algorithm and family (one per seed)."""
+    if not run_dirs:
+        raise UserError("no run directory given")
+    if num_tasks < 1 or num_tasks > 100_000:
+        raise UserError(f"--num-tasks must be between 1 and 100000, got {num_tasks}")
+    loaded = runs.iter_runs(run_dirs)
+    first = loaded[0][1]
+    for path, c in loaded[1:]:
+        if (c.algo, c.tasks, c.task_options) != (first.algo, first.tasks, first.task_options):
+            raise UserError(f"{path}: runs to pool must share algorithm and task family")
+    per_seed = []
+    for path, c in loaded:
+        algorithm = c.algorithm()
+        template = algorithm.init(key=jax.random.PRNGKey(c.run.seed))
+        state = runs.load_checkpoint(path, template)
+        k = algorithm.default_eval_steps if steps is None else steps
+        if k < 0 or k > 100:
+            raise UserError(f"--adapt-steps must be between 0 and 100, got {k}")
+        curve_fn = jax.jit(lambda tasks, *, key, a=algorithm, s=state, k=k:
+                           a.adaptation_curve(s, tasks, key=key, steps=k))
+        per_seed.append(score_tasks(curve_fn, c.task_options, split, num_tasks,
+                                    key=jax.random.PRNGKey(seed)))
+    family = first.task_options
+    algorithm = first.algorithm()
+    result: dict[str, Any] = {
+        "algo": first.algo, "tasks": first.tasks, "split": split, "num_tasks": num_tasks,
+        "seeds": len(per_seed), "unit": algorithm.curve_unit, "measure": family.measure,
+        "curve": summarize_curves(per_seed, family.measure),
+    }
+    if family.has_optimum:
+        tasks = family.tasks(split, num_tasks, key=jax.random.split(jax.random.PRNGKey(seed))[0])
+        result["optimum"] = float(np.mean(jax.vmap(family.optimum)(tasks)))
+    return result
+
+
+def gap_closed(result: dict[str, Any], step: int = 1) -> float | None:
+    """Fraction of the gap between step 0 and the optimum closed after ``step`` steps."""
+    if "optimum" not in result or len(result["curve"]) <= step:
+        return None
+    before, after = result["curve"][0]["mean"], result["curve"][step]["mean"]
+    gap = result["optimum"] - before
+    return float((after - before) / gap) if gap != 0 else None

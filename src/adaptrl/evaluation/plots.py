@@ -1,0 +1,39 @@
+"""PNG plots of adaptation curves (Matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_curves(results: list[dict[str, Any]], path: Path, *, title: str | None = None) -> Path:
+    """Plot IQM with its 95% CI band (and the mean, dotted) for each result."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for res in results:
+        xs = [p["adaptation_steps"] for p in res["curve"]]
+        iqm = [p["iqm"] for p in res["curve"]]
+        line, = ax.plot(xs, iqm, marker="o", label=f"{res['algo']} (IQM)")
+        ax.fill_between(xs, [p["ci_low"] for p in res["curve"]],
+                        [p["ci_high"] for p in res["curve"]], color=line.get_color(), alpha=0.2)
+        ax.plot(xs, [p["mean"] for p in res["curve"]], ls=":", color=line.get_color(),
+                label=f"{res['algo']} (mean)")
+    first = results[0]
+    if "optimum" in first:
+        ax.axhline(first["optimum"], color="k", ls="--", label="exact optimum")
+    unit = first.get("unit", "adaptation_steps").replace("_", " ")
+    ax.set_xlabel(unit)
+    ax.set_ylabel(first.get("measure", "return"))
+    ax.set_title(title or f"{first['tasks']}: {first['num_tasks']} held-out tasks, "
+                          f"{first.get('seeds', 1)} seed(s)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
