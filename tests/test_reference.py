@@ -1,0 +1,95 @@
+"""Reference strategies: Gittins indices against published tables; sanity of each strategy."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from adaptrl.errors import UserError
+from adaptrl.evaluation import reference as ref
+from adaptrl.tasks.bandit import Bandit
+from adaptrl.tasks.point_nav import PointNav
+from adaptrl.tasks.tabular_mdp import TabularMDP
+
+# Gittins indices of a Bernoulli arm with a uniform prior, discount 0.9, indexed by
+# (successes, failures) observed. Source: Gittins' tables (Gittins, Glazebrook & Weber,
+# "Multi-armed Bandit Allocation Indices", 2nd ed., Wiley 2011), as reproduced in the
+# table "Gittins index values as a function of wins and losses, assuming that a payoff next
+# time is worth 90% of a payoff now" of B. Christian & T. Griffiths, "Algorithms to Live
+# By" (2016), ch. 2: 0-0 -> 0.7029, 1-1 -> 0.6346, 2-2 -> 0.6010, 9 wins 1 loss -> 0.8695.
+TABLE_09 = [((0, 0), 0.7029), ((1, 1), 0.6346), ((2, 2), 0.6010), ((9, 1), 0.8695)]
+
+
+@pytest.mark.parametrize(("record", "value"), TABLE_09)
+def test_gittins_discounted_matches_published_table(record, value):
+    wins, losses = record
+    got = ref.gittins_index_discounted(1 + wins, 1 + losses, 0.9)
+    assert abs(float(got) - value) < 6e-5
+
+
+def test_gittins_discounted_099_uniform_prior():
+    # Gittins' table for discount 0.99 gives 0.8699 for an untried arm, Beta(1, 1)
+    assert abs(float(ref.gittins_index_discounted(1, 1, 0.99)) - 0.8699) < 1e-4
+
+
+def test_gittins_finite_horizon_table_properties():
+    table = ref.gittins_table_finite(12)
+    # one pull left: the index is the posterior mean (s + 1) / (s + f + 2)
+    for s in range(5):
+        for f in range(5):
+            assert abs(table[1, s, f] - (s + 1) / (s + f + 2)) < 1e-6
+    # more pulls left: a larger exploration bonus, and more successes a larger index
+    assert table[12, 0, 0] > table[6, 0, 0] > table[2, 0, 0] > 0.5
+    assert table[5, 3, 1] > table[5, 2, 1] > table[5, 2, 2]
+
+
+def test_registry_and_errors():
+    assert set(ref.REFERENCE) == {"random", "ucb1", "thompson", "gittins", "psrl"}
+    assert ref.reference_names(Bandit()) == ["random", "ucb1", "thompson", "gittins"]
+    assert ref.reference_names(TabularMDP()) == ["random", "psrl"]
+    with pytest.raises(UserError):
+        ref.reference_curve("psrl", Bandit(), Bandit().tasks("test", 2),
+                            key=jax.random.PRNGKey(0), episodes=2)
+    with pytest.raises(UserError):
+        ref.supports("nope", Bandit())
+
+
+def test_bandit_strategies_beat_random():
+    fam = Bandit(arms=5, pulls=1)
+    tasks = fam.tasks("test", 500)
+    totals = {
+        name: float(ref.reference_curve(name, fam, tasks, key=jax.random.PRNGKey(0),
+                                        episodes=20)["return"].sum(-1).mean())
+        for name in ("random", "ucb1", "thompson", "gittins")
+    }
+    assert abs(totals["random"] - 10.0) < 0.5
+    for name in ("ucb1", "thompson", "gittins"):
+        assert totals[name] > totals["random"] + 1.5, totals
+    assert totals["gittins"] >= totals["ucb1"], totals
+
+
+def test_curve_shape_with_multi_pull_episodes():
+    fam = Bandit(arms=3, pulls=4)
+    out = ref.reference_curve("gittins", fam, fam.tasks("test", 6), key=jax.random.PRNGKey(0),
+                              episodes=3)
+    assert out["return"].shape == (6, 3)
+    assert np.all((out["return"] >= 0) & (out["return"] <= 4))
+
+
+def test_psrl_beats_random_on_mdps():
+    fam = TabularMDP()
+    tasks = fam.tasks("test", 200)
+    ps = ref.reference_curve("psrl", fam, tasks, key=jax.random.PRNGKey(0), episodes=10)
+    rnd = ref.reference_curve("random", fam, tasks, key=jax.random.PRNGKey(0), episodes=10)
+    assert ps["return"].shape == (200, 10)
+    assert ps["return"].sum(-1).mean() > rnd["return"].sum(-1).mean() + 20
+    # PSRL improves within the trial
+    assert ps["return"][:, -3:].mean() > ps["return"][:, 0].mean() + 1
+
+
+def test_random_on_a_family_with_success():
+    fam = PointNav(horizon=5)
+    out = ref.reference_curve("random", fam, fam.tasks("test", 4), key=jax.random.PRNGKey(0),
+                              episodes=2)
+    assert out["return"].shape == (4, 2) and out["success"].shape == (4, 2)
