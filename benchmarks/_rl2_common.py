@@ -1,0 +1,88 @@
+"""Shared pieces of the RL² benchmarks: train, evaluate, summarise, write markdown."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from adaptrl.algos.rl2 import RL2, RL2Config
+from adaptrl.evaluation.reference import reference_curve
+from adaptrl.ops.stats import summarize
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()}, JAX {jax.__version__} (CPU)"
+
+
+def command() -> str:
+    return " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
+
+
+def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, log_every: int = 50):
+    """Train RL² and return (state, seconds excluding compilation, compile seconds)."""
+    algo = RL2(config, family)
+    state = algo.init(key=jax.random.PRNGKey(seed))
+    update = jax.jit(algo.update)
+    t0 = time.perf_counter()
+    state, metrics = update(state)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for it in range(1, iterations):
+        state, metrics = update(state)
+        if it % log_every == 0:
+            print(f"  seed {seed} it {it}: trial return {float(metrics['trial_return']):.2f}"
+                  f" ({time.perf_counter() - t0:.0f}s)", flush=True)
+    jax.block_until_ready(state)
+    return algo, state, time.perf_counter() - t0, compile_s
+
+
+def rl2_totals(algo, state, tasks, episodes: int, *, seed: int) -> np.ndarray:
+    """Total reward per trial on each task, ``[num_tasks]``, in chunks to bound memory."""
+    curve = jax.jit(lambda s, t, k: algo.adaptation_curve(s, t, key=k, steps=episodes - 1))
+    n = jax.tree.leaves(tasks)[0].shape[0]
+    out = []
+    for i in range(0, n, 500):
+        chunk = jax.tree.map(lambda x, i=i: x[i:i + 500], tasks)
+        key = jax.random.fold_in(jax.random.PRNGKey(10_000 + seed), i)
+        out.append(np.asarray(curve(state, chunk, key)["return"].sum(-1)))
+    return np.concatenate(out)
+
+
+def reference_totals(name, family, tasks, episodes: int, *, seed: int) -> np.ndarray:
+    key = jax.random.PRNGKey(20_000 + seed)
+    return np.asarray(reference_curve(name, family, tasks, key=key, episodes=episodes)[
+        "return"].sum(-1))
+
+
+def row(name: str, per_seed: list[np.ndarray], paper: str = "") -> tuple[str, dict]:
+    s = summarize(per_seed)
+    pooled = np.concatenate(per_seed)
+    half = 1.96 * pooled.std(ddof=1) / np.sqrt(pooled.size)
+    text = (f"| {name} | {s['mean']:.2f} ± {half:.2f} | {s['iqm']:.2f} "
+            f"[{s['ci_low']:.2f}, {s['ci_high']:.2f}] | {s['n']} | {paper} |")
+    return text, s
+
+
+HEADER = ("| strategy | mean ± 95% CI (normal) | IQM [95% stratified-bootstrap CI] | "
+          "trials | Duan et al. |\n|---|---|---|---|---|")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
