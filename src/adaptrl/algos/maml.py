@@ -258,13 +258,90 @@ class MAML(Algorithm):
         return out
 
     # ---- RL: meta-update ------------------------------------------------------------
-    def _outer_terms(self, params, inner, post: Batch, old_dist):
-        """Per-task (logp of post-adaptation actions, KL to the sampling policy) as a
-        function of the meta-parameters, differentiating through the adaptation."""
-        adapted = self._adapt(params, inner, first_order=self.config.first_order)
-        dist = self.policy.apply(adapted, post.obs)
-        logp = policies.log_prob(dist, post.action)
-        return logp, pg.masked_mean(policies.kl(old_dist, dist), post.mask)
+    def _adapt_all(self, params, inner):
+        """θ'_i(θ) for every task, differentiable in θ (second order unless configured)."""
+        return jax.vmap(lambda b: self._adapt(params, b, first_order=self.config.first_order))(
+            inner)
+
+    def _outer_loss(self, adapted, post: Batch):
+        """Mean over tasks of the outer objective on post-adaptation samples."""
+        c = self.config
+        logp = jax.vmap(lambda a, b: policies.log_prob(self.policy.apply(a, b.obs), b.action))(
+            adapted, post)
+        if c.outer == "ppo":
+            loss = jax.vmap(functools.partial(pg.ppo_clip_loss, clip=c.ppo_clip))(
+                logp, post.log_prob, post.advantage, post.mask)
+        elif c.outer == "vpg":
+            loss = jax.vmap(pg.vpg_loss)(logp, post.advantage, post.mask)
+        else:
+            loss = jax.vmap(pg.surrogate_loss)(logp, post.log_prob, post.advantage, post.mask)
+        return loss.mean()
+
+    def _mean_kl(self, adapted, post: Batch, old_dist):
+        """Mean over tasks and samples of KL(π_old || π_θ'_i)."""
+        kl = jax.vmap(lambda a, b, o: pg.masked_mean(
+            policies.kl(o, self.policy.apply(a, b.obs)), b.mask))(adapted, post, old_dist)
+        return kl.mean()
+
+    def _losses(self, params, inner, post, old_dist):
+        adapted = self._adapt_all(params, inner)
+        return self._outer_loss(adapted, post), self._mean_kl(adapted, post, old_dist)
+
+    def fisher_vp(self, params, inner, post: Batch, old_dist):
+        """The Fisher-vector product of the meta-objective's KL constraint, on flat vectors.
+
+        At the current θ the KL between old and new adapted policies has zero gradient in
+        θ', so its Hessian in θ is exactly the Gauss-Newton product Σ_i J_iᵀ H'_i J_i with
+        J_i = ∂θ'_i/∂θ and H'_i the KL Hessian in θ'_i. We linearise the adaptation once
+        (``jax.linearize``, and its transpose for Jᵀ) and reuse it in every conjugate-gradient
+        iteration instead of differentiating the KL through the inner gradient each time.
+        Only ``fisher_tasks`` evenly spaced tasks enter the estimate.
+        """
+        n = jax.tree.leaves(post)[0].shape[0]
+        idx = jnp.linspace(0, n - 1, min(self.config.fisher_tasks, n)).round().astype(jnp.int32)
+        inner, post, old_dist = jax.tree.map(lambda x: x[idx], (inner, post, old_dist))
+        _, unravel = ravel_pytree(params)
+        adapted, jvp = jax.linearize(lambda p: self._adapt_all(p, inner), params)
+        vjp = jax.linear_transpose(jvp, params)
+        _, kl_hvp = jax.linearize(jax.grad(lambda a: self._mean_kl(a, post, old_dist)), adapted)
+
+        def product(v):
+            (out,) = vjp(kl_hvp(jvp(unravel(v))))
+            return ravel_pytree(out)[0]
+
+        return product
+
+    def _trpo(self, params, inner, post: Batch, old_dist):
+        """One TRPO step on the meta-parameters: natural gradient + line search."""
+        c = self.config
+        flat, unravel = ravel_pytree(params)
+        loss_before, grad = jax.value_and_grad(
+            lambda p: self._outer_loss(self._adapt_all(p, inner), post))(params)
+        step, _ = trpo.natural_step(-ravel_pytree(grad)[0],
+                                    self.fisher_vp(params, inner, post, old_dist),
+                                    max_kl=c.max_kl, iters=c.cg_iters, damping=c.cg_damping)
+        new_flat, accepted, loss_after, kl = trpo.backtracking_line_search(
+            lambda x: self._losses(unravel(x), inner, post, old_dist), flat, step,
+            max_kl=c.max_kl, max_backtracks=c.line_search_steps)
+        return unravel(new_flat), {
+            "outer_loss_before": loss_before, "outer_loss_after": loss_after, "kl": kl,
+            "line_search_accepted": accepted.astype(jnp.float32)}
+
+    def _adam(self, params, opt_state, inner, post, old_dist):
+        """PPO (several epochs on the clipped objective) or VPG (one step), with Adam."""
+        c = self.config
+
+        def epoch(carry, _):
+            params, opt_state = carry
+            (loss, kl), grads = jax.value_and_grad(self._losses, has_aux=True)(
+                params, inner, post, old_dist)
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), (loss, kl)
+
+        epochs = c.ppo_epochs if c.outer == "ppo" else 1
+        (params, opt_state), (losses, kls) = jax.lax.scan(
+            epoch, (params, opt_state), None, length=epochs)
+        return params, opt_state, {"outer_loss_before": losses[0], "kl": kls[-1]}
 
     def _update_rl(self, state):
         c = self.config
@@ -279,111 +356,23 @@ class MAML(Algorithm):
         inner, post = batches[:-1], batches[-1]
         old_dist = jax.lax.stop_gradient(jax.vmap(self.policy.apply)(adapted, post.obs))
 
-        def terms(params):
-            return jax.vmap(functools.partial(self._outer_terms, params))(inner, post, old_dist)
-
-        def surrogate(params):
-            logp, kl = terms(params)
-            loss = jax.vmap(pg.surrogate_loss)(logp, post.log_prob, post.advantage, post.mask)
-            return loss.mean(), kl.mean()
-
-        # meta-update
+        # meta-update through the adaptation
         new_state = dict(state, key=key, iteration=state["iteration"] + 1)
-        metrics = {}
         if c.outer == "trpo":
-            new_params, trpo_metrics = self._trpo(state["params"], inner, post, old_dist,
-                                                  surrogate)
-            new_state["params"] = new_params
-            metrics.update(trpo_metrics)
+            new_state["params"], metrics = self._trpo(state["params"], inner, post, old_dist)
         else:
-            def outer_loss(params):
-                logp, kl = terms(params)
-                if c.outer == "ppo":
-                    loss = jax.vmap(functools.partial(pg.ppo_clip_loss, clip=c.ppo_clip))(
-                        logp, post.log_prob, post.advantage, post.mask)
-                else:
-                    loss = jax.vmap(pg.vpg_loss)(logp, post.advantage, post.mask)
-                return loss.mean(), kl.mean()
-
-            def epoch(carry, _):
-                params, opt_state = carry
-                (loss, kl), grads = jax.value_and_grad(outer_loss, has_aux=True)(params)
-                updates, opt_state = self.optimizer.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), (loss, kl)
-
-            epochs = c.ppo_epochs if c.outer == "ppo" else 1
-            (params, opt_state), (losses, kls) = jax.lax.scan(
-                epoch, (state["params"], state["opt_state"]), None, length=epochs)
-            new_state.update(params=params, opt_state=opt_state)
-            metrics.update(outer_loss_before=losses[0], kl=kls[-1])
-
+            new_state["params"], new_state["opt_state"], metrics = self._adam(
+                state["params"], state["opt_state"], inner, post, old_dist)
         if c.baseline == "learned":
             new_state["value"] = self._fit_value(state["value"], trajs)
 
-        returns = [rollout.episode_return(t).mean(axis=-1) for t in trajs]  # [tasks] per step
-        for i, r in enumerate(returns):
-            metrics[f"return_step{i}"] = r.mean()
+        for i, traj in enumerate(trajs):
+            metrics[f"return_step{i}"] = rollout.episode_return(traj).mean()
         if self.family.has_optimum:
             metrics["optimum"] = jax.vmap(self.family.optimum)(tasks).mean()
         if self.family.has_success:
             metrics[f"success_step{c.inner_steps}"] = rollout.episode_success(trajs[-1]).mean()
-        if not c.normalize_advantages:
-            metrics["advantage_scale"] = jnp.abs(post.advantage).mean()
         return new_state, metrics
-
-    def _trpo(self, params, inner, post: Batch, old_dist, surrogate):
-        """TRPO step on the meta-parameters through the adaptation θ -> θ'_i(θ).
-
-        At the current θ the KL between old and new adapted policies has zero gradient in
-        θ', so its Hessian in θ is exactly the Gauss-Newton product J_iᵀ H'_i J_i with
-        J_i = ∂θ'_i/∂θ and H'_i the KL Hessian in θ'_i. We linearise the adaptation once
-        (``jax.linearize``, and its transpose for Jᵀ) and reuse it in
-        every conjugate-gradient iteration, instead of differentiating the KL through the
-        inner gradient again and again.
-        """
-        c = self.config
-        first_order = c.first_order
-        flat, unravel = ravel_pytree(params)
-
-        def adapt_all(p, batches):
-            return jax.vmap(lambda b: self._adapt(p, b, first_order=first_order))(batches)
-
-        def post_loss(adapted, post_b):
-            logp = jax.vmap(lambda a, b: policies.log_prob(self.policy.apply(a, b.obs),
-                                                           b.action))(adapted, post_b)
-            return jax.vmap(pg.surrogate_loss)(logp, post_b.log_prob, post_b.advantage,
-                                               post_b.mask).mean()
-
-        def mean_kl(adapted, post_b, old_b):
-            return jax.vmap(lambda a, b, o: pg.masked_mean(
-                policies.kl(o, self.policy.apply(a, b.obs)), b.mask))(adapted, post_b, old_b
-                                                                       ).mean()
-
-        # policy gradient through the adaptation: g = Σ_i J_iᵀ ∇_θ' L_i
-        loss_before, grad = jax.value_and_grad(lambda p: post_loss(adapt_all(p, inner), post))(
-            params)
-
-        # Fisher-vector products on evenly spaced tasks
-        n = c.meta_batch_size
-        idx = jnp.linspace(0, n - 1, min(c.fisher_tasks, n)).round().astype(jnp.int32)
-        pick = lambda tree: jax.tree.map(lambda x: x[idx], tree)  # noqa: E731
-        inner_s, post_s, old_s = pick(inner), pick(post), pick(old_dist)
-        adapted_s, jvp_s = jax.linearize(lambda p: adapt_all(p, inner_s), params)
-        vjp_s = jax.linear_transpose(jvp_s, params)
-        _, kl_hvp = jax.linearize(jax.grad(lambda a: mean_kl(a, post_s, old_s)), adapted_s)
-
-        def fisher_vp(v):
-            (out,) = vjp_s(kl_hvp(jvp_s(unravel(v))))
-            return ravel_pytree(out)[0]
-
-        step, _ = trpo.natural_step(-ravel_pytree(grad)[0], fisher_vp, max_kl=c.max_kl,
-                                    iters=c.cg_iters, damping=c.cg_damping)
-        evaluate = lambda x: surrogate(unravel(x))  # noqa: E731
-        new_flat, accepted, loss_after, kl = trpo.backtracking_line_search(
-            evaluate, flat, step, max_kl=c.max_kl, max_backtracks=c.line_search_steps)
-        return unravel(new_flat), {
-            "outer_loss_before": loss_before, "outer_loss_after": loss_after, "kl": kl,
-            "line_search_accepted": accepted.astype(jnp.float32)}
 
     def _fit_value(self, value_state, trajs):
         """Regress the value MLP on the discounted returns of all collected episodes."""

@@ -21,8 +21,12 @@ def fit_linear(obs, t, returns, mask, *, reg: float = 1e-5):
     ``obs [N, d]``, ``t [N]``, ``returns [N]``, ``mask [N]`` -> weights ``[2d + 4]``.
     """
     f = features(obs, t) * mask[:, None]
-    a = f.T @ f + reg * jnp.eye(f.shape[-1], dtype=f.dtype)
-    return jnp.linalg.solve(a, f.T @ (returns * mask))
+    k = f.shape[-1]
+    # least squares on the ridge-augmented system (SVD based): the normal equations would
+    # square the condition number of the nearly collinear time features in float32
+    a = jnp.concatenate([f, jnp.sqrt(reg) * jnp.eye(k, dtype=f.dtype)])
+    b = jnp.concatenate([returns * mask, jnp.zeros(k, f.dtype)])
+    return jnp.linalg.lstsq(a, b)[0]
 
 
 def predict_linear(weights, obs, t):
