@@ -1,7 +1,6 @@
 """Task families. Importing this package registers every built-in family."""
 
-from adaptrl.tasks import bandit, point_nav, sinusoid  # noqa: F401  (registration)
-from adaptrl.tasks import tabular_mdp  # noqa: F401  (registration)
+from adaptrl.tasks import bandit, point_nav, sinusoid, tabular_mdp  # noqa: F401  (registration)
 from adaptrl.tasks.base import (
     REGISTRY,
     RegressionFamily,
