@@ -3,6 +3,11 @@
 Every algorithm and task family is a frozen dataclass; this module turns plain mappings
 (parsed with ``yaml.safe_load``) into those dataclasses, checking every key and type.
 Unknown keys and wrong types raise :class:`~adaptrl.errors.UserError`.
+
+Hostile input is bounded before it is used: files over 1 MB, nesting deeper than
+``MAX_DEPTH``, more than ``MAX_NODES`` values (YAML aliases included, so an "alias bomb"
+is refused instead of expanded), integers beyond ``MAX_INT`` and non-finite or huge floats
+all give one-line errors. Values in messages are shortened to ``MAX_SHOWN`` characters.
 """
 
 from __future__ import annotations
@@ -21,6 +26,17 @@ from adaptrl.errors import UserError
 #: Bounds that keep a hostile config from asking for absurd allocations.
 MAX_INT = 10**9
 MAX_DEPTH = 8
+MAX_NODES = 100_000
+MAX_SHOWN = 60
+
+
+def short(value: Any) -> str:
+    """``repr(value)``, cut to ``MAX_SHOWN`` characters, safe for any object."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a hostile object's repr
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
 def _check_value(name: str, value: Any, hint: Any) -> Any:
@@ -28,8 +44,8 @@ def _check_value(name: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)
-        if value not in choices:
-            raise UserError(f"{name} must be one of {list(choices)}, got {value!r}")
+        if not isinstance(value, str | int | float | bool | None) or value not in choices:
+            raise UserError(f"{name} must be one of {list(choices)}, got {short(value)}")
         return value
     if origin in (types.UnionType, typing.Union):
         args = typing.get_args(hint)
@@ -54,24 +70,28 @@ def _check_value(name: str, value: Any, hint: Any) -> Any:
         return tuple(_check_value(f"{name}[{i}]", v, item) for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
-            raise UserError(f"{name} must be true or false, got {value!r}")
+            raise UserError(f"{name} must be true or false, got {short(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{name} must be an integer, got {value!r}")
+            raise UserError(f"{name} must be an integer, got {short(value)}")
         if abs(value) > MAX_INT:
-            raise UserError(f"{name} is out of range: {value}")
+            raise UserError(f"{name} is out of range: {short(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UserError(f"{name} must be a number, got {value!r}")
+            raise UserError(f"{name} must be a number, got {short(value)}")
+        if isinstance(value, int) and abs(value) > 10**12:
+            raise UserError(f"{name} must be a finite number of sensible size, got {short(value)}")
         value = float(value)
         if not math.isfinite(value) or abs(value) > 1e12:
-            raise UserError(f"{name} must be a finite number of sensible size, got {value!r}")
+            raise UserError(f"{name} must be a finite number of sensible size, got {short(value)}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise UserError(f"{name} must be a string, got {value!r}")
+            raise UserError(f"{name} must be a string, got {short(value)}")
+        if len(value) > 10_000:
+            raise UserError(f"{name} is too long ({len(value)} characters)")
         return value
     if hint is Any:
         return value
@@ -85,7 +105,8 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, *, where: str = "") -> 
         raise UserError(f"{where or cls.__name__} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(str(k) for k in data if k not in fields)
+    unknown = sorted(short(k) if not isinstance(k, str) else k[:MAX_SHOWN]
+                     for k in data if not isinstance(k, str) or k not in fields)
     if unknown:
         raise UserError(
             f"unknown config key {where}{unknown[0]!s} (valid: {', '.join(sorted(fields))})"
@@ -93,7 +114,7 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, *, where: str = "") -> 
     values = {k: _check_value(f"{where}{k}", v, hints[k]) for k, v in data.items()}
     try:
         return cls(**values)
-    except (ValueError, TypeError) as e:  # __post_init__ validation
+    except (ValueError, TypeError, ArithmeticError) as e:  # __post_init__ validation
         raise UserError(f"{where.rstrip('.') or cls.__name__}: {e}") from None
 
 
@@ -111,47 +132,68 @@ def replace(obj: Any, changes: Mapping[str, Any], *, where: str = "") -> Any:
     return from_dict(type(obj), {**to_dict(obj), **dict(changes)}, where=where)
 
 
-def _depth(x: Any, level: int = 0) -> int:
-    if level > MAX_DEPTH:
-        return level
-    if isinstance(x, Mapping):
-        return max((_depth(v, level + 1) for v in x.values()), default=level + 1)
-    if isinstance(x, list):
-        return max((_depth(v, level + 1) for v in x), default=level + 1)
-    return level
+def _check_size(x: Any, source: str) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` or more than ``MAX_NODES`` values. Shared
+    (aliased) YAML nodes count every time they are reached, so the walk is bounded too."""
+    seen = 0
+    stack = [(x, 0)]
+    while stack:
+        node, level = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise UserError(f"{source}: config is too large (more than {MAX_NODES} values)")
+        if isinstance(node, Mapping | list | tuple | set):
+            if level >= MAX_DEPTH:
+                raise UserError(f"{source}: config nests too deeply (at most {MAX_DEPTH} levels)")
+            items = node.values() if isinstance(node, Mapping) else node
+            stack.extend((v, level + 1) for v in items)
+            if isinstance(node, Mapping):
+                stack.extend((k, level + 1) for k in node)
 
 
 def load_yaml(text: str, *, source: str) -> dict[str, Any]:
     """Parse a YAML config safely: a mapping with string keys, bounded nesting."""
     if len(text) > 1_000_000:
         raise UserError(f"{source}: config file is too large")
+    data = _safe_yaml(text, source=source)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: config must be a mapping of keys to values")
+    _check_size(data, source)
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise UserError(f"{source}: config keys must be strings, got {short(bad[0])}")
+    return data
+
+
+def _safe_yaml(text: str, *, source: str) -> Any:
+    """``yaml.safe_load`` (no tags that build objects or run code) with every failure as a
+    one-line :class:`UserError`."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"{source}: malformed YAML{at}") from None
     except RecursionError:
         raise UserError(f"{source}: config nests too deeply") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{source}: config must be a mapping of keys to values")
-    if _depth(data) > MAX_DEPTH:
-        raise UserError(f"{source}: config nests too deeply (at most {MAX_DEPTH} levels)")
-    bad = [k for k in data if not isinstance(k, str)]
-    if bad:
-        raise UserError(f"{source}: config keys must be strings, got {bad[0]!r}")
-    return data
+    except (ValueError, TypeError, OverflowError):  # e.g. an integer of 5000 digits
+        raise UserError(f"{source}: malformed YAML (a value cannot be read)") from None
 
 
 def parse_set(item: str) -> tuple[list[str], Any]:
     """Parse one ``--set a.b=value``; the value is read as YAML (``3``, ``0.1``, ``true``)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--set expects key=value, got {item!r}")
+        raise UserError(f"--set expects key=value, got {short(item)}")
+    if len(item) > 100_000:
+        raise UserError(f"--set {short(key)}: value is too long")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = _safe_yaml(raw, source=f"--set {key.strip()[:MAX_SHOWN]}") if raw.strip() else ""
+    except UserError as e:
+        if "malformed YAML" not in str(e) or "cannot be read" in str(e):
+            raise
+        value = raw  # not YAML: take it as a plain string
+    _check_size(value, f"--set {key.strip()[:MAX_SHOWN]}")
     return key.strip().split("."), value

@@ -7,9 +7,21 @@ A run directory holds::
     events.out.tfevents.*    the same metrics for TensorBoard
     checkpoints/ckpt-NNNNNNNN.msgpack + .json   training state + its metadata and SHA-256
 
-Checkpoints hold the whole training state pytree — params, optimiser state, RNG key,
-iteration — serialised with msgpack (never pickle), so resuming continues bit-identically.
-Every file is written to a temporary name, fsynced, then renamed over the old one.
+Checkpoints hold the whole training state pytree — params, optimiser state, every RNG key,
+the iteration, and whatever else an algorithm keeps in its state (replay buffers, value
+networks) — serialised with msgpack (never pickle), so resuming continues bit-identically.
+Task sampling has no state of its own: meta-train tasks are drawn from the state's key (or
+from a fixed pool derived from ``split_seed``), so restoring the key restores the sampler.
+Each checkpoint's JSON file holds its SHA-256, its size and the resolved config it belongs to.
+
+Crash safety: config and checkpoint files are written to a temporary name, fsynced, then
+renamed over the old one. ``metrics.csv`` is appended and fsynced before each checkpoint
+commits; on resume it is rewritten (atomically) to the rows before the resumed iteration,
+which drops both rows logged after the last checkpoint and a line cut short by a kill.
+TensorBoard events after the resumed iteration are hidden with ``purge_step``.
+
+Fault injection (testing aid): with ``ADAPTRL_FAULT_NAN_AT=N`` in the environment, the
+update at iteration ``N`` returns a NaN loss and NaN parameters, as a diverged update would.
 """
 
 from __future__ import annotations
@@ -17,12 +29,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import fcntl
 import hashlib
-import io
 import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -42,7 +55,11 @@ from adaptrl.tasks import family_entry, make_family
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = ".lock"
 FORMAT_VERSION = 1
+FAULT_ENV = "ADAPTRL_FAULT_NAN_AT"
+#: run files larger than this are refused before they are read
+MAX_JSON_BYTES = 10 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +80,10 @@ class RunSettings:
             raise ValueError("iterations must be >= 1")
         if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
+        if self.keep_checkpoints > 10_000:
+            raise ValueError("keep_checkpoints must be <= 10000")
+        if not 0 <= self.seed < 2**31:
+            raise ValueError("seed must be in [0, 2**31)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +104,12 @@ class ResolvedConfig:
     def algorithm(self) -> Algorithm:
         return algorithm_entry(self.algo).cls(self.algo_options, self.task_options)
 
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must agree on to be resumed by this config (the schedule —
+        iterations, checkpoint cadence — may differ)."""
+        full = self.to_json()
+        return {k: full[k] for k in ("algo", "tasks", "seed", "algo_options", "task_options")}
+
 
 def _set_path(layers: dict[str, dict[str, Any]], fields: dict[str, set[str]], path: list[str],
               value: Any) -> None:
@@ -91,13 +118,13 @@ def _set_path(layers: dict[str, dict[str, Any]], fields: dict[str, set[str]], pa
         layers[path[0]][path[1]] = value
         return
     if len(path) != 1:
-        raise UserError(f"--set key {'.'.join(path)!r} must be KEY, algo.KEY or tasks.KEY")
+        raise UserError(f"--set key {cfg.short('.'.join(path))} must be KEY, algo.KEY or tasks.KEY")
     key = path[0]
     owners = [layer for layer, names in fields.items() if key in names]
     if not owners:
         valid = sorted(f"{layer}.{n}" if layer != "run" else n
                        for layer, names in fields.items() for n in names)
-        raise UserError(f"unknown config key {key!r} (valid: {', '.join(valid)})")
+        raise UserError(f"unknown config key {cfg.short(key)} (valid: {', '.join(valid)})")
     if len(owners) > 1:
         raise UserError(f"config key {key!r} is ambiguous: use {' or '.join(f'{o}.{key}' for o in owners)}")
     layers[owners[0]][key] = value
@@ -142,24 +169,46 @@ def config_from_json(data: Any, *, source: str) -> ResolvedConfig:
     """Rebuild a resolved config from a run's ``config.json`` with full validation."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: not a run config")
-    if data.get("format") != FORMAT_VERSION:
-        raise UserError(f"{source}: unsupported run format {data.get('format')!r}")
+    if data.get("format") != FORMAT_VERSION or isinstance(data.get("format"), bool):
+        raise UserError(f"{source}: unsupported run format {cfg.short(data.get('format'))}")
     data = dict(data)
     data.pop("format")
     algo, tasks = data.pop("algo", None), data.pop("tasks", None)
     if not isinstance(algo, str) or not isinstance(tasks, str):
         raise UserError(f"{source}: config names no algorithm or task family")
     entry = algorithm_entry(algo)
+    family_entry(tasks)
     algo_options = data.pop("algo_options", {})
     task_options = data.pop("task_options", {})
-    return ResolvedConfig(
-        algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, data),
-        algo_options=cfg.from_dict(entry.cls.Config, algo_options, where="algo."),
-        task_options=make_family(tasks, task_options),
-    )
+    for name, sub in (("algo_options", algo_options), ("task_options", task_options)):
+        if not isinstance(sub, dict):
+            raise UserError(f"{source}: {name} must be a mapping")
+    for key, value in entry.defaults.items():
+        if algo_options.get(key, value) != value:
+            raise UserError(f"{source}: {algo} fixes algo.{key}={value!r}")
+    try:
+        return ResolvedConfig(
+            algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, data),
+            algo_options=cfg.from_dict(entry.cls.Config, algo_options, where="algo."),
+            task_options=make_family(tasks, task_options),
+        )
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
 
 
 # ---- crash-safe files -------------------------------------------------------------------
+_TMP = re.compile(r"^\..+\.tmp-\d+$")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -168,29 +217,54 @@ def atomic_write(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    _fsync_dir(path.parent)
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete temporary files left by a process killed mid-write (the run is locked, so no
+    live writer owns them)."""
+    for d in (run_dir, run_dir / CHECKPOINT_DIR):
+        if d.is_dir():
+            for p in d.iterdir():
+                if _TMP.match(p.name):
+                    with contextlib.suppress(OSError):
+                        p.unlink()
 
 
 def read_json(path: Path, *, what: str) -> Any:
+    """Parse a small JSON run file; every failure is a one-line :class:`UserError`."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: no {what} found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: unreadable {what} ({type(e).__name__})") from None
+    except OSError as e:
+        raise UserError(f"{path}: unreadable {what} ({e.strerror or type(e).__name__})") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise UserError(f"{path}: {what} is too large")
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, huge ints
         raise UserError(f"{path}: malformed {what} (not valid JSON)") from None
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path):
+    """Hold an exclusive lock on the run while training it (released by the OS on a kill)."""
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{run_dir}: another process is training this run") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 # ---- checkpoints ------------------------------------------------------------------------
 _CKPT = re.compile(r"^ckpt-(\d{8})\.json$")
+_CKPT_DATA = re.compile(r"^ckpt-(\d{8})\.msgpack$")
 
 
 def _tree_signature(tree: Any) -> list[tuple[str, tuple[int, ...], str]]:
@@ -199,58 +273,157 @@ def _tree_signature(tree: Any) -> list[tuple[str, tuple[int, ...], str]]:
             for p, x in leaves]
 
 
-def save_checkpoint(run_dir: Path, state: State, *, keep: int) -> Path:
-    """Serialise ``state`` (msgpack), then commit it with a JSON file holding its hash."""
+def save_checkpoint(run_dir: Path, state: State, *, keep: int,
+                    config: ResolvedConfig | None = None) -> Path:
+    """Serialise ``state`` (msgpack), then commit it with a JSON file holding its hash and
+    the config it belongs to; then delete all but the newest ``keep`` checkpoints.
+
+    The JSON file is the commit record: it is written (atomically) only after the data file
+    is durable, and :func:`list_checkpoints` only sees checkpoints that have one."""
     ckpt_dir = run_dir / CHECKPOINT_DIR
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     it = int(state["iteration"])
     data = serialization.msgpack_serialize(serialization.to_state_dict(jax.device_get(state)))
     base = ckpt_dir / f"ckpt-{it:08d}"
     atomic_write(base.with_suffix(".msgpack"), data)
-    meta = {"iteration": it, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    meta: dict[str, Any] = {"format": FORMAT_VERSION, "iteration": it,
+                            "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    if config is not None:
+        meta["config"] = config.to_json()
     atomic_write(base.with_suffix(".json"), json.dumps(meta).encode())
-    for old in list_checkpoints(run_dir)[:-keep]:
-        for suffix in (".json", ".msgpack"):
+    kept = set(list_checkpoints(run_dir)[-keep:])
+    for p in ckpt_dir.iterdir():  # older commit records first, then data files
+        m = _CKPT.match(p.name)
+        if m and int(m.group(1)) not in kept:
             with contextlib.suppress(FileNotFoundError):
-                (ckpt_dir / f"ckpt-{old:08d}{suffix}").unlink()
+                p.unlink()
+    for p in ckpt_dir.iterdir():  # includes data files orphaned by a kill mid-save
+        m = _CKPT_DATA.match(p.name)
+        if m and int(m.group(1)) not in kept:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
     return base.with_suffix(".msgpack")
 
 
 def list_checkpoints(run_dir: Path) -> list[int]:
+    """Iterations of the committed checkpoints of a run, oldest first."""
     ckpt_dir = run_dir / CHECKPOINT_DIR
     if not ckpt_dir.is_dir():
         return []
     return sorted(int(m.group(1)) for p in ckpt_dir.iterdir() if (m := _CKPT.match(p.name)))
 
 
-def load_checkpoint(run_dir: Path, template: State, iteration: int | None = None) -> State:
-    """Load the newest (or the given) checkpoint, verified against its hash and against the
-    structure, shapes and dtypes of ``template``."""
+def _nbytes(tree: Any) -> int:
+    return sum(int(np.prod(np.shape(x))) * np.asarray(x).dtype.itemsize
+               for x in jax.tree.leaves(tree))
+
+
+def load_checkpoint(run_dir: Path, template: State, iteration: int | None = None, *,
+                    config: ResolvedConfig | None = None) -> State:
+    """Load the newest (or the given) checkpoint, verified against its hash, its size,
+    the config it was written for, and the structure, shapes and dtypes of ``template``.
+    Never unpickles and never runs code: msgpack holds only arrays, numbers and strings."""
     its = list_checkpoints(run_dir)
     if not its:
         raise UserError(f"{run_dir}: no checkpoint to load")
     it = its[-1] if iteration is None else iteration
     base = run_dir / CHECKPOINT_DIR / f"ckpt-{it:08d}"
+    earlier = [i for i in its if i < it]
+    hint = f"; delete it to resume from iteration {earlier[-1]}" if earlier else ""
     meta = read_json(base.with_suffix(".json"), what="checkpoint metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+        raise UserError(f"{base}.json: not checkpoint metadata{hint}")
+    if config is not None and "config" in meta:
+        saved = meta["config"]
+        try:
+            other = config_from_json(saved, source=f"{base}.json").identity()
+        except UserError:
+            raise UserError(f"{base}.json: checkpoint metadata holds no valid config{hint}") from None
+        if other != config.identity():
+            what = (f"{other['algo']} on {other['tasks']}"
+                    if (other["algo"], other["tasks"]) != (config.algo, config.tasks)
+                    else "different options")
+            raise UserError(f"{base}.msgpack: checkpoint belongs to another run ({what}), "
+                            f"not this run's {config.algo} on {config.tasks}")
+    limit = 2 * _nbytes(template) + 2**20  # msgpack framing is small next to the arrays
+    path = base.with_suffix(".msgpack")
     try:
-        data = base.with_suffix(".msgpack").read_bytes()
+        size = path.stat().st_size
+        if size > limit:
+            raise UserError(f"{path}: checkpoint is too large for this run's state "
+                            f"({size} bytes){hint}")
+        data = path.read_bytes()
     except OSError:
-        raise UserError(f"{base}.msgpack: checkpoint file is missing") from None
-    if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
-        earlier = [i for i in its if i < it]
-        hint = f"; delete it to resume from iteration {earlier[-1]}" if earlier else ""
-        raise UserError(f"{base}.msgpack: checkpoint is corrupt (hash mismatch){hint}")
+        raise UserError(f"{path}: checkpoint file is missing or unreadable{hint}") from None
+    if meta.get("sha256") != hashlib.sha256(data).hexdigest():
+        raise UserError(f"{path}: checkpoint is corrupt (hash mismatch){hint}")
     try:
         restored = serialization.msgpack_restore(data)
         state = serialization.from_state_dict(template, restored)
+        signature = _tree_signature(state)
     except Exception:  # noqa: BLE001 - any decoding failure is a corrupt file
-        raise UserError(f"{base}.msgpack: checkpoint does not decode") from None
-    if _tree_signature(state) != _tree_signature(template):
-        raise UserError(f"{base}.msgpack: checkpoint does not match this run's algorithm")
-    return jax.tree.map(jnp.asarray, state)
+        raise UserError(f"{path}: checkpoint does not decode{hint}") from None
+    if signature != _tree_signature(template):
+        raise UserError(f"{path}: checkpoint does not match this run's algorithm{hint}")
+    state = jax.tree.map(jnp.asarray, state)
+    if int(state["iteration"]) != it:
+        raise UserError(f"{path}: checkpoint holds iteration {int(state['iteration'])}, "
+                        f"not {it}{hint}")
+    bad = _nonfinite_leaves(state)
+    if bad:
+        raise UserError(f"{path}: checkpoint holds non-finite values in {bad[0]}{hint}")
+    return state
 
 
 # ---- metrics ----------------------------------------------------------------------------
+def _read_metric_lines(path: Path) -> tuple[bytes | None, list[tuple[int, bytes, list[str]]]]:
+    """The header line and the well-formed rows ``(iteration, raw line, fields)`` of a
+    metrics CSV; a line cut short by a kill, or any malformed line, is skipped."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, []
+    lines = raw.splitlines(keepends=True)
+    complete = [ln for ln in lines if ln.endswith(b"\n")]
+    if not complete:
+        return None, []
+    header, rows = complete[0], []
+    try:
+        columns = next(csv.reader([header.decode("utf-8")]))
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return None, []
+    if not columns or columns[0] != "iteration":
+        return None, []
+    for ln in complete[1:]:
+        try:
+            fields = next(csv.reader([ln.decode("utf-8")]))
+            values = [float(v) for v in fields]
+        except (UnicodeDecodeError, csv.Error, StopIteration, ValueError):
+            continue
+        if len(values) != len(columns) or not values[0].is_integer():
+            continue
+        rows.append((int(values[0]), ln, fields))
+    return header, rows
+
+
+def _summary_writer_class():
+    """tensorboardX's ``SummaryWriter``, imported without torch: tensorboardX imports torch
+    at module level when it is installed (2 s and ~300 MB per process) though scalars never
+    need it. A ``None`` entry in ``sys.modules`` makes that optional import fail; it is
+    removed again so later ``import torch`` works as usual."""
+    if "tensorboardX.writer" not in sys.modules and "torch" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]
+        try:
+            from tensorboardX import SummaryWriter
+        finally:
+            if sys.modules.get("torch", 0) is None:
+                del sys.modules["torch"]
+        return SummaryWriter
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter
+
+
 class MetricsLog:
     """Per-iteration metrics in CSV and TensorBoard; on resume, rows at or past the resumed
     iteration (written after the last checkpoint) are dropped so nothing is duplicated."""
@@ -260,19 +433,17 @@ class MetricsLog:
         self.pending: list[dict[str, float]] = []
         self.columns: list[str] | None = None
         if self.path.exists():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) < start]
-            if rows:
-                self.columns = list(rows[0])
-            buf = io.StringIO()
-            if self.columns:
-                w = csv.DictWriter(buf, self.columns)
-                w.writeheader()
-                w.writerows(rows)
-            atomic_write(self.path, buf.getvalue().encode())
-        from tensorboardX import SummaryWriter
-
-        self.tb = SummaryWriter(str(run_dir), purge_step=start, flush_secs=30)
+            header, rows = _read_metric_lines(self.path)
+            kept = [ln for it, ln, _ in rows if it < start]
+            if header is not None and kept:
+                self.columns = next(csv.reader([header.decode("utf-8")]))
+                atomic_write(self.path, header + b"".join(kept))
+            else:
+                atomic_write(self.path, b"")
+        SummaryWriter = _summary_writer_class()
+        # the pid suffix keeps a writer started within the same second from reusing a file
+        self.tb = SummaryWriter(str(run_dir), purge_step=start, flush_secs=30,
+                                filename_suffix=f".{os.getpid()}")
 
     def add(self, row: dict[str, float]) -> None:
         self.pending.append(row)
@@ -282,6 +453,7 @@ class MetricsLog:
 
     def flush(self) -> None:
         """Append pending rows durably (called before each checkpoint is committed)."""
+        self.tb.flush()
         if not self.pending:
             return
         new = self.columns is None
@@ -294,18 +466,18 @@ class MetricsLog:
             f.flush()
             os.fsync(f.fileno())
         self.pending.clear()
-        self.tb.flush()
 
     def close(self) -> None:
         self.tb.close()
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    path = run_dir / METRICS_FILE
-    if not path.exists():
+    """The run's metrics rows (a trailing line cut short by a kill is ignored)."""
+    header, rows = _read_metric_lines(run_dir / METRICS_FILE)
+    if header is None:
         return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    columns = next(csv.reader([header.decode("utf-8")]))
+    return [{k: float(v) for k, v in zip(columns, fields, strict=True)} for _, _, fields in rows]
 
 
 # ---- training ---------------------------------------------------------------------------
@@ -313,27 +485,85 @@ class Diverged(UserError):
     """Training produced non-finite values; nothing from that iteration was saved."""
 
 
-def _finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+def _float_leaves(tree: Any) -> list[tuple[str, Any]]:
+    return [(jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
 
 
-def guarded_update(algorithm: Algorithm) -> Callable[[State], tuple[State, dict, jax.Array]]:
-    """The jitted update, plus a flag that the new state is finite everywhere."""
+def _nonfinite_leaves(tree: Any) -> list[str]:
+    return [f"state{name}" for name, x in _float_leaves(tree)
+            if not bool(np.all(np.isfinite(np.asarray(x))))]
+
+
+def fault_nan_at() -> int | None:
+    """The iteration named by ``ADAPTRL_FAULT_NAN_AT`` (fault injection for tests), if any."""
+    raw = os.environ.get(FAULT_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise UserError(f"{FAULT_ENV} must be an iteration number, got {cfg.short(raw)}")
+    return int(raw)
+
+
+def guarded_update(algorithm: Algorithm, *, nan_at: int | None = None):
+    """The jitted update, returning ``(new_state, metrics, finite)`` where ``finite`` holds
+    one flag per floating-point leaf of the new state (in :func:`_float_leaves` order).
+
+    ``nan_at`` injects a fault: the update at that iteration returns a NaN loss metric and
+    NaN parameters, as a diverged update would."""
 
     def step(state):
         new, metrics = algorithm.update(state)
-        return new, metrics, _finite(new)
+        if nan_at is not None:
+            poison = jnp.where(state["iteration"] == nan_at, jnp.nan, 0.0)
+            metrics = dict(metrics)
+            name = next((k for k in metrics if "loss" in k or "mse" in k), next(iter(metrics)))
+            metrics[name] = metrics[name] + poison
+            new = dict(new, params=jax.tree.map(lambda x: x + poison.astype(x.dtype),
+                                                new["params"]))
+        flags = [jnp.all(jnp.isfinite(x)) for _, x in _float_leaves(new)]
+        return new, metrics, jnp.stack(flags) if flags else jnp.ones((0,), bool)
 
     return jax.jit(step)
+
+
+def _available_memory() -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    return None
+
+
+def _check_memory(step, state: State, config: ResolvedConfig) -> None:
+    """Compile the update and refuse a configuration whose one iteration needs more
+    memory than the machine has (a huge batch would otherwise be killed by the OOM killer).
+    ``jax.jit`` reuses this compilation for the first call."""
+    try:
+        stats = step.lower(state).compile().memory_analysis()
+    except Exception:  # noqa: BLE001 - no estimate on this backend: skip the check
+        return
+    if stats is None:
+        return
+    need = sum(int(getattr(stats, f, 0) or 0) for f in (
+        "temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes"))
+    have = _available_memory()
+    if have is not None and need > have:
+        raise UserError(f"{config.algo} on {config.tasks}: one iteration needs "
+                        f"{need / 2**30:.1f} GiB of memory, more than the "
+                        f"{have / 2**30:.1f} GiB available; reduce the batch sizes")
 
 
 def create_run(run_dir: Path, config: ResolvedConfig) -> None:
     if (run_dir / CONFIG_FILE).exists():
         raise UserError(f"{run_dir} already holds a run; use --resume or another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode())
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode())
+    except OSError as e:
+        raise UserError(f"{run_dir}: cannot create the run directory "
+                        f"({e.strerror or type(e).__name__})") from None
 
 
 def load_run(run_dir: Path) -> ResolvedConfig:
@@ -344,48 +574,59 @@ def load_run(run_dir: Path) -> ResolvedConfig:
 
 
 def train(run_dir: Path, *, resume: bool = False,
-          on_iteration: Callable[[int, int, dict[str, float]], None] | None = None,
-          nan_at: int | None = None) -> State:
+          on_iteration: Callable[[int, int, dict[str, float]], None] | None = None) -> State:
     """Train the run in ``run_dir`` to its configured number of iterations.
 
-    ``on_iteration(done, total, metrics)`` reports progress. ``nan_at`` (testing aid)
-    poisons the state at that iteration to exercise the divergence guard.
+    With ``resume`` it continues from the newest checkpoint (or from the start if the run
+    was killed before its first one). ``on_iteration(done, total, metrics)`` reports
+    progress. Non-finite metrics or state stop training with :class:`Diverged` before
+    anything of that iteration is saved; the newest checkpoint stays the last good one.
     """
     config = load_run(run_dir)
     algorithm = config.algorithm()
-    template = algorithm.init(key=jax.random.PRNGKey(config.run.seed))
-    state = load_checkpoint(run_dir, template) if resume and list_checkpoints(run_dir) else template
-    start = int(state["iteration"])
-    log = MetricsLog(run_dir, start=start)
-    step = guarded_update(algorithm)
-    total = config.run.iterations
-    try:
-        for it in range(start, total):
-            if nan_at is not None and it == nan_at:
-                state = jax.tree.map(
-                    lambda x: x * jnp.nan if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
-            t0 = time.perf_counter()
-            new_state, metrics, finite = step(state)
-            metrics = {k: float(v) for k, v in metrics.items()}
-            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-            if bad or not bool(finite):
-                what = f"metric {bad[0]!r}" if bad else "parameters"
-                log.flush()
-                last = list_checkpoints(run_dir)
-                kept = f"checkpoint {last[-1]} kept" if last else "no checkpoint yet"
-                raise Diverged(f"non-finite {what} at iteration {it}; update discarded, {kept}")
-            state = new_state
-            row = {"iteration": it, **metrics}
-            log.add(row)
-            log.tb.add_scalar("time/seconds_per_iteration", time.perf_counter() - t0, it)
-            done = it + 1
-            if done % config.run.checkpoint_every == 0 or done == total:
-                log.flush()
-                save_checkpoint(run_dir, state, keep=config.run.keep_checkpoints)
-            if on_iteration:
-                on_iteration(done, total, row)
-    finally:
-        log.close()
+    nan_at = fault_nan_at()
+    with _locked(run_dir):
+        _remove_stale_temporaries(run_dir)
+        template = algorithm.init(key=jax.random.PRNGKey(config.run.seed))
+        if resume and list_checkpoints(run_dir):
+            state = load_checkpoint(run_dir, template, config=config)
+        else:
+            state = template
+        start = int(state["iteration"])
+        step = guarded_update(algorithm, nan_at=nan_at)
+        total = config.run.iterations
+        if start < total:
+            _check_memory(step, state, config)
+        log = MetricsLog(run_dir, start=start)
+        leaf_names = [f"state{name}" for name, _ in _float_leaves(state)]
+        try:
+            for it in range(start, total):
+                t0 = time.perf_counter()
+                new_state, metrics, finite = step(state)
+                metrics = {k: float(v) for k, v in metrics.items()}
+                bad = [f"metric {k!r}" for k, v in metrics.items() if not math.isfinite(v)]
+                bad += [leaf_names[i] for i in np.flatnonzero(~np.asarray(finite))]
+                if bad:
+                    log.flush()
+                    last = list_checkpoints(run_dir)
+                    kept = (f"checkpoint {last[-1]} is the latest" if last
+                            else "no checkpoint yet")
+                    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                    raise Diverged(f"non-finite {bad[0]}{more} at iteration {it}; update "
+                                   f"discarded, {kept}")
+                state = new_state
+                row = {"iteration": it, **metrics}
+                log.add(row)
+                log.tb.add_scalar("time/seconds_per_iteration", time.perf_counter() - t0, it)
+                done = it + 1
+                if done % config.run.checkpoint_every == 0 or done == total:
+                    log.flush()
+                    save_checkpoint(run_dir, state, keep=config.run.keep_checkpoints,
+                                    config=config)
+                if on_iteration:
+                    on_iteration(done, total, row)
+        finally:
+            log.close()
     return state
 
 
