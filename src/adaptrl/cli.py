@@ -170,7 +170,7 @@ def cmd_demo(args) -> None:
     if (run_dir / runs.CONFIG_FILE).exists():
         resume = True
     else:
-        config = runs.resolve("maml-trpo", "point-nav", sets=DEMO_SETTINGS,
+        config = runs.resolve("maml-trpo", "point-nav",
                               overrides={"iterations": args.iterations, "seed": args.seed})
         runs.create_run(run_dir, config)
         resume = False
@@ -185,10 +185,6 @@ def cmd_demo(args) -> None:
                   f"pre-adaptation return and the exact optimum")
     png = plot_curves([result], run_dir / "adaptation_curve.png")
     out.print(f"plot: {png}\nrun directory: {run_dir}")
-
-
-#: the demo's settings: the paper's point-nav setting with a shorter schedule
-DEMO_SETTINGS = ["algo.meta_batch_size=20"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="meta-train MAML on point-nav and show adaptation")
     d.add_argument("--out", default="runs/demo", help="run directory")
-    d.add_argument("--iterations", type=int, default=60)
+    d.add_argument("--iterations", type=int, default=40,
+                   help="meta-iterations (the paper's setting otherwise; it ran 100)")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=cmd_demo)
     return p
