@@ -37,7 +37,8 @@ class _Parser(argparse.ArgumentParser):
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    TextColumn("{task.fields[info]}"), console=console, transient=False)
+                    TextColumn("{task.fields[info]}"), console=console, transient=False,
+                    disable=not console.is_terminal)  # no bar in logs: errors stay one line
 
 
 def _headline(row: dict[str, float]) -> str:
@@ -62,7 +63,11 @@ def train_run(run_dir: Path, *, resume: bool, label: str) -> None:
 
         progress.update(task, completed=runs.list_checkpoints(run_dir)[-1]
                         if resume and runs.list_checkpoints(run_dir) else 0)
-        runs.train(run_dir, resume=resume, on_iteration=report)
+        try:
+            runs.train(run_dir, resume=resume, on_iteration=report)
+        except UserError:
+            progress.live.transient = True  # erase the bar: the error is the only line
+            raise
 
 
 def cmd_tasks(args) -> None:
@@ -232,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the user gave cannot be read or written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or type(e).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)

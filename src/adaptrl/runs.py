@@ -406,31 +406,39 @@ def _read_metric_lines(path: Path) -> tuple[bytes | None, list[tuple[int, bytes,
     return header, rows
 
 
-def _summary_writer_class():
-    """tensorboardX's ``SummaryWriter``, imported without torch: tensorboardX imports torch
-    at module level when it is installed (2 s and ~300 MB per process) though scalars never
-    need it. A ``None`` entry in ``sys.modules`` makes that optional import fail; it is
-    removed again so later ``import torch`` works as usual."""
-    if "tensorboardX.writer" not in sys.modules and "torch" not in sys.modules:
+def _tensorboard():
+    """tensorboardX's synchronous event writer and protos, imported without torch:
+    tensorboardX imports torch at module level when it is installed (2 s and ~300 MB per
+    process) though scalars never need it. A ``None`` entry in ``sys.modules`` makes that
+    optional import fail; it is removed again so a later ``import torch`` works as usual."""
+    blocked = "tensorboardX" not in sys.modules and "torch" not in sys.modules
+    if blocked:
         sys.modules["torch"] = None  # type: ignore[assignment]
-        try:
-            from tensorboardX import SummaryWriter
-        finally:
-            if sys.modules.get("torch", 0) is None:
-                del sys.modules["torch"]
-        return SummaryWriter
-    from tensorboardX import SummaryWriter
-
-    return SummaryWriter
+    try:
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto import event_pb2, summary_pb2
+    finally:
+        if blocked and sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return EventsWriter, event_pb2, summary_pb2
 
 
 class MetricsLog:
-    """Per-iteration metrics in CSV and TensorBoard; on resume, rows at or past the resumed
-    iteration (written after the last checkpoint) are dropped so nothing is duplicated."""
+    """Per-iteration metrics in CSV and TensorBoard.
+
+    Rows are kept in memory and written — CSV appended, TensorBoard events written
+    synchronously, both fsynced — by :meth:`flush`, which the training loop calls before
+    each checkpoint commits. So everything up to a checkpoint is on disk when the
+    checkpoint is. On resume from iteration ``start``, CSV rows at or past ``start`` (and a
+    line cut short by a kill) are dropped, and a new event file opens with a
+    ``SessionLog.START`` at step ``start`` (TensorBoard's purge marker), which hides the
+    older files' events at those steps: nothing is duplicated and nothing is lost.
+    """
 
     def __init__(self, run_dir: Path, *, start: int):
         self.path = run_dir / METRICS_FILE
         self.pending: list[dict[str, float]] = []
+        self.pending_tb: list[tuple[float, int, str, float]] = []
         self.columns: list[str] | None = None
         if self.path.exists():
             header, rows = _read_metric_lines(self.path)
@@ -440,20 +448,32 @@ class MetricsLog:
                 atomic_write(self.path, header + b"".join(kept))
             else:
                 atomic_write(self.path, b"")
-        SummaryWriter = _summary_writer_class()
+        events_writer, self._event_pb2, self._summary_pb2 = _tensorboard()
         # the pid suffix keeps a writer started within the same second from reusing a file
-        self.tb = SummaryWriter(str(run_dir), purge_step=start, flush_secs=30,
-                                filename_suffix=f".{os.getpid()}")
+        self.tb = events_writer(str(run_dir / "events"), f".{os.getpid()}")
+        purge = self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START)
+        self.tb.write_event(self._event_pb2.Event(wall_time=time.time(), step=start,
+                                                  session_log=purge))
+        self.tb.flush()
 
-    def add(self, row: dict[str, float]) -> None:
+    def add(self, row: dict[str, float], *, extra: dict[str, float] | None = None) -> None:
+        """Queue one iteration's metrics; ``extra`` scalars go to TensorBoard only."""
         self.pending.append(row)
-        for k, v in row.items():
+        step, now = int(row["iteration"]), time.time()
+        for k, v in {**row, **(extra or {})}.items():
             if k != "iteration":
-                self.tb.add_scalar(k, v, int(row["iteration"]))
+                self.pending_tb.append((now, step, k, float(v)))
 
     def flush(self) -> None:
-        """Append pending rows durably (called before each checkpoint is committed)."""
-        self.tb.flush()
+        """Write pending rows durably (called before each checkpoint is committed)."""
+        if self.pending_tb:
+            Summary = self._summary_pb2.Summary
+            for wall_time, step, tag, value in self.pending_tb:
+                self.tb.write_event(self._event_pb2.Event(
+                    wall_time=wall_time, step=step,
+                    summary=Summary(value=[Summary.Value(tag=tag, simple_value=value)])))
+            self.tb.flush()  # flushes and fsyncs
+            self.pending_tb.clear()
         if not self.pending:
             return
         new = self.columns is None
@@ -468,6 +488,7 @@ class MetricsLog:
         self.pending.clear()
 
     def close(self) -> None:
+        self.flush()
         self.tb.close()
 
 
@@ -616,8 +637,7 @@ def train(run_dir: Path, *, resume: bool = False,
                                    f"discarded, {kept}")
                 state = new_state
                 row = {"iteration": it, **metrics}
-                log.add(row)
-                log.tb.add_scalar("time/seconds_per_iteration", time.perf_counter() - t0, it)
+                log.add(row, extra={"time/seconds_per_iteration": time.perf_counter() - t0})
                 done = it + 1
                 if done % config.run.checkpoint_every == 0 or done == total:
                     log.flush()
