@@ -138,5 +138,5 @@ class TrialEnv(_JaxEnv):
         self._episode += int(ended)
         terminated = self._episode >= self.trial_episodes
         out = {k: np.asarray(v) for k, v in info.items()}
-        out["episode"] = self._episode
+        out["trial_episode"] = self._episode  # episodes finished in this trial
         return np.asarray(x, np.float32), float(reward), terminated, False, out
