@@ -20,7 +20,7 @@ from common import RESULTS, ROOT, IterationTimer, command, git_commit, machine
 from rich.progress import Progress
 
 from adaptrl import runs
-from adaptrl.evaluation.harness import evaluate_runs
+from adaptrl.evaluation.harness import evaluate_runs, jsonable
 from adaptrl.evaluation.plots import plot_curves
 
 
@@ -55,9 +55,9 @@ def main() -> None:
     result = evaluate_runs(dirs, split="test", num_tasks=args.eval_tasks, steps=10)
     config = runs.load_run(dirs[0]).to_json()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "maml_sinusoid.json").write_text(json.dumps(
+    (RESULTS / "maml_sinusoid.json").write_text(json.dumps(jsonable(
         {"command": command(), "machine": machine(), "commit": git_commit(),
-         "train_minutes_per_seed": minutes, "result": result, "config": config}, indent=2))
+         "train_minutes_per_seed": minutes, "result": result, "config": config}), indent=2))
     plot_curves([result], RESULTS / "maml_sinusoid.png",
                 title=f"MAML sinusoid K=10: {args.eval_tasks} held-out functions, "
                       f"{args.seeds} seeds")
@@ -78,7 +78,10 @@ def main() -> None:
     for pt in result["curve"]:
         lines.append(f"| {pt['adaptation_steps']} | {pt['mean']:.3f} | {pt['iqm']:.3f} | "
                      f"[{pt['ci_low']:.3f}, {pt['ci_high']:.3f}] |")
-    lines += ["", "![curve](maml_sinusoid.png)", ""]
+    lines += ["", "Adaptation uses plain SGD at the meta-training step size for every step. "
+              "Where the mean runs far above the IQM, a few of the held-out functions "
+              "diverge under repeated steps (the mean is not robust to them; the IQM is); "
+              "MAML meta-trains for one step only.", "", "![curve](maml_sinusoid.png)", ""]
     (RESULTS / "maml_sinusoid.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

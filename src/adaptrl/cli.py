@@ -152,6 +152,7 @@ def _curve_table(result: dict) -> Table:
 
 def cmd_eval(args) -> None:
     from adaptrl.evaluation import evaluate_runs
+    from adaptrl.evaluation.harness import jsonable
     from adaptrl.evaluation.plots import plot_curves
 
     result = evaluate_runs([Path(d) for d in args.dirs], split=args.split,
@@ -159,7 +160,7 @@ def cmd_eval(args) -> None:
     if args.plot:
         plot_curves([result], Path(args.plot))
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(jsonable(result), allow_nan=False))
         return
     out.print(_curve_table(result))
     if args.plot:

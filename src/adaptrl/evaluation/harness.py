@@ -91,6 +91,18 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: str = "test", num_tasks: i
     return result
 
 
+def jsonable(obj: Any) -> Any:
+    """``obj`` with non-finite floats replaced by ``None``, so it serialises as strict JSON
+    (a diverged adaptation step can make a mean infinite)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
 def gap_closed(result: dict[str, Any], step: int = 1) -> float | None:
     """Fraction of the gap between step 0 and the optimum closed after ``step`` steps."""
     if "optimum" not in result or len(result["curve"]) <= step:
