@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from adaptrl.errors import UserError
 #: Bounds that keep a hostile config from asking for absurd allocations.
 MAX_INT = 10**9
 MAX_DEPTH = 8
-MAX_NODES = 100_000
+MAX_NODES = 10_000
 MAX_SHOWN = 60
 
 
@@ -167,9 +168,23 @@ def load_yaml(text: str, *, source: str) -> dict[str, Any]:
     return data
 
 
+def _nesting_hint(text: str) -> int:
+    """An upper bound on how deeply ``text`` can nest: open flow brackets, and distinct
+    indentation levels. Checked before parsing, because PyYAML parses recursively and a
+    few thousand open brackets cost seconds before its ``RecursionError``."""
+    depth = deepest = 0
+    for ch in re.sub(r"[^\[\]{}]", "", text):
+        depth = max(depth + (1 if ch in "[{" else -1), 0)
+        deepest = max(deepest, depth)
+    indents = {len(m.group(1)) for m in re.finditer(r"^( *)\S", text, re.MULTILINE)}
+    return max(deepest, len(indents))
+
+
 def _safe_yaml(text: str, *, source: str) -> Any:
     """``yaml.safe_load`` (no tags that build objects or run code) with every failure as a
     one-line :class:`UserError`."""
+    if _nesting_hint(text) > 4 * MAX_DEPTH:
+        raise UserError(f"{source}: config nests too deeply (at most {MAX_DEPTH} levels)")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -291,6 +291,17 @@ def save_checkpoint(run_dir: Path, state: State, *, keep: int,
     if config is not None:
         meta["config"] = config.to_json()
     atomic_write(base.with_suffix(".json"), json.dumps(meta).encode())
+    prune_checkpoints(run_dir, keep=keep)
+    return base.with_suffix(".msgpack")
+
+
+def prune_checkpoints(run_dir: Path, *, keep: int) -> None:
+    """Delete all but the newest ``keep`` committed checkpoints, and data files that a kill
+    left without a commit record. Commit records go first, so a kill in here never leaves
+    a record whose data file is gone."""
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    if not ckpt_dir.is_dir():
+        return
     kept = set(list_checkpoints(run_dir)[-keep:])
     for p in ckpt_dir.iterdir():  # older commit records first, then data files
         m = _CKPT.match(p.name)
@@ -302,7 +313,6 @@ def save_checkpoint(run_dir: Path, state: State, *, keep: int,
         if m and int(m.group(1)) not in kept:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-    return base.with_suffix(".msgpack")
 
 
 def list_checkpoints(run_dir: Path) -> list[int]:
@@ -611,6 +621,7 @@ def train(run_dir: Path, *, resume: bool = False,
         template = algorithm.init(key=jax.random.PRNGKey(config.run.seed))
         if resume and list_checkpoints(run_dir):
             state = load_checkpoint(run_dir, template, config=config)
+            prune_checkpoints(run_dir, keep=config.run.keep_checkpoints)  # a kill mid-prune
         else:
             state = template
         start = int(state["iteration"])
