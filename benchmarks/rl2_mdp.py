@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import yaml
 from _rl2_common import HEADER, command, machine, now, reference_totals, rl2_totals, row, train_rl2
 
 from adaptrl.algos.rl2 import RL2Config
@@ -32,9 +33,14 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--out", default="docs/results/rl2_mdp.md")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override an RL2Config field, e.g. gae_lambda=0.5")
     args = p.parse_args()
     n = args.episodes
     opts = dict(SETTINGS)
+    for item in args.set:
+        field, _, value = item.partition("=")
+        opts[field] = yaml.safe_load(value)
     iters = args.iterations or opts.pop("iterations")
     opts.pop("iterations", None)
     family = TabularMDP()
