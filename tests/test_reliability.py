@@ -150,3 +150,27 @@ def test_a_run_cannot_be_trained_twice_at_once(tmp_path):
     runs.create_run(tmp_path / "r", config)
     with runs._locked(tmp_path / "r"), pytest.raises(UserError, match="another process"):
         runs.train(tmp_path / "r")
+
+
+def test_special_files_are_refused_not_read_forever(tmp_path):
+    import jax
+
+    config = runs.resolve("maml-vpg", "sinusoid", sets=SINUSOID)
+    run_dir = tmp_path / "r"
+    runs.create_run(run_dir, config)
+    template = config.algorithm().init(key=jax.random.PRNGKey(0))
+    runs.save_checkpoint(run_dir, template, keep=2, config=config)
+    data = run_dir / "checkpoints" / "ckpt-00000000.msgpack"
+    data.unlink()
+    data.symlink_to("/dev/zero")
+    with pytest.raises(UserError, match="too large"):
+        runs.load_checkpoint(run_dir, template, config=config)
+    meta = run_dir / "checkpoints" / "ckpt-00000000.json"
+    meta.unlink()
+    meta.symlink_to("/dev/zero")
+    with pytest.raises(UserError, match="too large"):
+        runs.load_checkpoint(run_dir, template, config=config)
+    (run_dir / runs.METRICS_FILE).symlink_to("/dev/zero")
+    with pytest.raises(UserError, match="not a regular file"):
+        runs.MetricsLog(run_dir, start=0)
+    assert runs.read_metrics(run_dir) == []

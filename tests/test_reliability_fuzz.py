@@ -4,8 +4,8 @@ success or a short :class:`UserError` may come out. Then a handful of real ``ada
 processes check that each kind of bad input ends with exit status 2 and exactly one
 ``error:`` line on stderr.
 
-Example counts (derandomised): checkpoints 4,500, metrics 500 (with
-``test_config_fuzz.py``: 11,000 in all).
+Example counts (derandomised): checkpoints 3,500, metrics 1,000 (with
+``test_config_fuzz.py``: 10,500 in all).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def apply(kind: str, data: bytes, rnd: random.Random) -> bytes:
     return data
 
 
-@settings(max_examples=max(1, round(4500 * SCALE)), **FUZZ)
+@settings(max_examples=max(1, round(3500 * SCALE)), **FUZZ)
 @given(case=corrupted())
 def test_fuzz_checkpoints(targets, case, tmp_path_factory, monkeypatch):
     which, kind, seed, meta_kind = case
@@ -183,7 +183,7 @@ def test_fuzz_checkpoints(targets, case, tmp_path_factory, monkeypatch):
     assert not (tmp_path_factory.getbasetemp() / "PWNED").exists()
 
 
-@settings(max_examples=max(1, round(500 * SCALE)), **FUZZ)
+@settings(max_examples=max(1, round(1000 * SCALE)), **FUZZ)
 @given(rows=st.lists(st.one_of(
     st.tuples(st.integers(0, 20), st.floats(allow_nan=True)).map(
         lambda r: f"{r[0]},{r[1]}\r\n".encode()),

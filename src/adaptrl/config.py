@@ -13,6 +13,7 @@ all give one-line errors. Values in messages are shortened to ``MAX_SHOWN`` char
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -99,12 +100,17 @@ def _check_value(name: str, value: Any, hint: Any) -> Any:
     raise TypeError(f"unsupported config type {hint!r} for {name}")
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def from_dict(cls: type, data: Mapping[str, Any] | None, *, where: str = "") -> Any:
     """Build the frozen dataclass ``cls`` from ``data``; unspecified fields keep defaults."""
     data = {} if data is None else data
     if not isinstance(data, Mapping):
         raise UserError(f"{where or cls.__name__} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(short(k) if not isinstance(k, str) else k[:MAX_SHOWN]
                      for k in data if not isinstance(k, str) or k not in fields)

@@ -234,7 +234,7 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
 def read_json(path: Path, *, what: str) -> Any:
     """Parse a small JSON run file; every failure is a one-line :class:`UserError`."""
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") as f:  # bounded read: the path may be a FIFO or /dev/zero
             raw = f.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: no {what} found") from None
@@ -267,10 +267,13 @@ _CKPT = re.compile(r"^ckpt-(\d{8})\.json$")
 _CKPT_DATA = re.compile(r"^ckpt-(\d{8})\.msgpack$")
 
 
+def _dtype(x: Any) -> str:
+    return str(x.dtype) if isinstance(x, np.ndarray | jax.Array) else str(np.asarray(x).dtype)
+
+
 def _tree_signature(tree: Any) -> list[tuple[str, tuple[int, ...], str]]:
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return [(jax.tree_util.keystr(p), tuple(np.shape(x)), str(np.asarray(x).dtype))
-            for p, x in leaves]
+    return [(jax.tree_util.keystr(p), tuple(np.shape(x)), _dtype(x)) for p, x in leaves]
 
 
 def save_checkpoint(run_dir: Path, state: State, *, keep: int,
@@ -324,7 +327,7 @@ def list_checkpoints(run_dir: Path) -> list[int]:
 
 
 def _nbytes(tree: Any) -> int:
-    return sum(int(np.prod(np.shape(x))) * np.asarray(x).dtype.itemsize
+    return sum(int(np.prod(np.shape(x))) * np.dtype(_dtype(x)).itemsize
                for x in jax.tree.leaves(tree))
 
 
@@ -358,13 +361,12 @@ def load_checkpoint(run_dir: Path, template: State, iteration: int | None = None
     limit = 2 * _nbytes(template) + 2**20  # msgpack framing is small next to the arrays
     path = base.with_suffix(".msgpack")
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise UserError(f"{path}: checkpoint is too large for this run's state "
-                            f"({size} bytes){hint}")
-        data = path.read_bytes()
+        with open(path, "rb") as f:  # bounded read: the path may be a FIFO or /dev/zero
+            data = f.read(limit + 1)
     except OSError:
         raise UserError(f"{path}: checkpoint file is missing or unreadable{hint}") from None
+    if len(data) > limit:
+        raise UserError(f"{path}: checkpoint is too large for this run's state{hint}")
     if meta.get("sha256") != hashlib.sha256(data).hexdigest():
         raise UserError(f"{path}: checkpoint is corrupt (hash mismatch){hint}")
     try:
@@ -375,14 +377,13 @@ def load_checkpoint(run_dir: Path, template: State, iteration: int | None = None
         raise UserError(f"{path}: checkpoint does not decode{hint}") from None
     if signature != _tree_signature(template):
         raise UserError(f"{path}: checkpoint does not match this run's algorithm{hint}")
-    state = jax.tree.map(jnp.asarray, state)
     if int(state["iteration"]) != it:
         raise UserError(f"{path}: checkpoint holds iteration {int(state['iteration'])}, "
                         f"not {it}{hint}")
     bad = _nonfinite_leaves(state)
     if bad:
         raise UserError(f"{path}: checkpoint holds non-finite values in {bad[0]}{hint}")
-    return state
+    return jax.device_put(state)
 
 
 # ---- metrics ----------------------------------------------------------------------------
@@ -390,8 +391,10 @@ def _read_metric_lines(path: Path) -> tuple[bytes | None, list[tuple[int, bytes,
     """The header line and the well-formed rows ``(iteration, raw line, fields)`` of a
     metrics CSV; a line cut short by a kill, or any malformed line, is skipped."""
     try:
+        if not path.is_file():
+            return None, []
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except OSError:
         return None, []
     lines = raw.splitlines(keepends=True)
     complete = [ln for ln in lines if ln.endswith(b"\n")]
@@ -450,7 +453,9 @@ class MetricsLog:
         self.pending: list[dict[str, float]] = []
         self.pending_tb: list[tuple[float, int, str, float]] = []
         self.columns: list[str] | None = None
-        if self.path.exists():
+        if self.path.exists() or self.path.is_symlink():
+            if not self.path.is_file():
+                raise UserError(f"{self.path}: metrics file is not a regular file")
             header, rows = _read_metric_lines(self.path)
             kept = [ln for it, ln, _ in rows if it < start]
             if header is not None and kept:
@@ -518,7 +523,7 @@ class Diverged(UserError):
 
 def _float_leaves(tree: Any) -> list[tuple[str, Any]]:
     return [(jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
-            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+            if np.issubdtype(np.dtype(_dtype(x)), np.floating)]
 
 
 def _nonfinite_leaves(tree: Any) -> list[str]:
@@ -622,6 +627,9 @@ def train(run_dir: Path, *, resume: bool = False,
         if resume and list_checkpoints(run_dir):
             state = load_checkpoint(run_dir, template, config=config)
             prune_checkpoints(run_dir, keep=config.run.keep_checkpoints)  # a kill mid-prune
+        elif list_checkpoints(run_dir):
+            raise UserError(f"{run_dir} already has checkpoints; resume it (--resume) "
+                            "instead of training it again")
         else:
             state = template
         start = int(state["iteration"])
