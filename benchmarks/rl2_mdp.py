@@ -21,7 +21,7 @@ from adaptrl.tasks.tabular_mdp import TabularMDP
 PAPER = {10: {"psrl": 138.1, "rl2": 156.2}, 25: {"psrl": 408.8, "rl2": 445.7},
          50: {"psrl": 904.4, "rl2": 936.1}, 100: {"psrl": 1939.5, "rl2": 1913.7}}
 TARGET = {10: 150.0}
-SETTINGS = dict(iterations=500, hidden=64, trials_per_iteration=256, discount=1.0,
+SETTINGS = dict(iterations=400, hidden=64, trials_per_iteration=256, discount=0.99, gae_lambda=0.5,
                 reward_scale=0.1, lr=0.002)
 
 

@@ -97,8 +97,9 @@ class RL2Config:
 PAPER = {
     "bandit": {"iterations": 800, "trial_episodes": 10, "trials_per_iteration": 256,
                "hidden": 64, "discount": 1.0, "lr": 2e-3, "reward_scale": 0.1},
-    "tabular-mdp": {"iterations": 500, "trial_episodes": 10, "trials_per_iteration": 256,
-                    "hidden": 64, "discount": 1.0, "lr": 2e-3, "reward_scale": 0.1},
+    "tabular-mdp": {"iterations": 400, "trial_episodes": 10, "trials_per_iteration": 256,
+                    "hidden": 64, "discount": 0.99, "gae_lambda": 0.5, "lr": 2e-3,
+                    "reward_scale": 0.1},
     "point-nav": {"iterations": 300, "trial_episodes": 2, "trials_per_iteration": 64},
 }
 
