@@ -57,7 +57,7 @@ def test_registry_and_errors():
 
 def test_bandit_strategies_beat_random():
     fam = Bandit(arms=5, pulls=1)
-    tasks = fam.tasks("test", 500)
+    tasks = fam.tasks("test", 300)
     totals = {
         name: float(ref.reference_curve(name, fam, tasks, key=jax.random.PRNGKey(0),
                                         episodes=20)["return"].sum(-1).mean())
@@ -79,10 +79,10 @@ def test_curve_shape_with_multi_pull_episodes():
 
 def test_psrl_beats_random_on_mdps():
     fam = TabularMDP()
-    tasks = fam.tasks("test", 200)
+    tasks = fam.tasks("test", 100)
     ps = ref.reference_curve("psrl", fam, tasks, key=jax.random.PRNGKey(0), episodes=10)
     rnd = ref.reference_curve("random", fam, tasks, key=jax.random.PRNGKey(0), episodes=10)
-    assert ps["return"].shape == (200, 10)
+    assert ps["return"].shape == (100, 10)
     assert ps["return"].sum(-1).mean() > rnd["return"].sum(-1).mean() + 20
     # PSRL improves within the trial
     assert ps["return"][:, -3:].mean() > ps["return"][:, 0].mean() + 1
