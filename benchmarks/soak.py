@@ -35,6 +35,46 @@ class _Stop(Exception):
     pass
 
 
+def render(result: dict) -> str:
+    """docs/results/soak.md from a result JSON."""
+    minutes = (result["wall_seconds"] - result["rss_start_at_seconds"]) / 60
+    rows = "\n".join(f"| {s['seconds']:.0f} | {s['iterations']} | {s['rss_mib']:.1f} |"
+                     for s in result["samples"][:: max(1, len(result["samples"]) // 20)])
+    verdict = "under" if result["growth_percent"] < 5 else "NOT under"
+    return f"""# Soak: resident memory of a long training run
+
+Command (from the repository root):
+
+```
+{result["command"]}
+```
+
+- machine: {result["machine"]}, shared with other work during the run
+- run: maml-trpo on point-nav, {", ".join(result["settings"])}; the real `adaptrl.runs.train`
+  loop with checkpoints (msgpack + JSON, fsynced, the newest 3 kept), `metrics.csv`,
+  TensorBoard events and the NaN guard; a {result.get("pause", 0.05)} s pause per iteration
+  keeps it to a fraction of one core
+- wall time: {result["wall_seconds"] / 60:.1f} min in all, {result["iterations"]} iterations,
+  {result["metrics_rows"]} metrics rows, checkpoints kept at the end: {result["checkpoints_kept"]}
+
+| | RSS (MiB) |
+|---|---|
+| after the first iteration (JIT compilation still resident) | {result["rss_first_iteration_mib"]:.1f} |
+| start: after the warm-up, at {result["rss_start_at_seconds"]:.0f} s | {result["rss_start_mib"]:.1f} |
+| end, at {result["wall_seconds"]:.0f} s | {result["rss_end_mib"]:.1f} |
+| peak after the start | {result["rss_peak_after_start_mib"]:.1f} |
+
+**Growth from start to end over {minutes:.0f} minutes: {result["growth_percent"]:+.2f}%**
+({verdict} the 5% bound).
+
+Samples (every ~{max(1, len(result["samples"]) // 20)}th):
+
+| seconds | iterations | RSS (MiB) |
+|---|---|---|
+{rows}
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=60.0)
@@ -43,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause", type=float, default=0.05, help="seconds to sleep per iteration")
     p.add_argument("--sample-seconds", type=float, default=30.0)
     p.add_argument("--warmup-minutes", type=float, default=2.0)
+    p.add_argument("--render", nargs=2, metavar=("RESULT_JSON", "MARKDOWN"),
+                   help="only write the Markdown report of an earlier result")
     args = p.parse_args(argv)
+    if args.render:
+        result = json.loads(Path(args.render[0]).read_text())
+        Path(args.render[1]).write_text(render(result))
+        return 0
 
     run_dir = Path(args.out)
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -85,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     start, end = start_sample["rss_mib"], samples[-1]["rss_mib"]
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": SETTINGS, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "settings": SETTINGS, "pause": args.pause, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "wall_seconds": samples[-1]["seconds"], "iterations": done_iters,
         "checkpoints_kept": runs.list_checkpoints(run_dir),
         "metrics_rows": len(runs.read_metrics(run_dir)),
