@@ -129,9 +129,15 @@ def cmd_train(args) -> None:
 
 def _curve_table(result: dict) -> Table:
     unit = result.get("unit", "adaptation_steps").replace("_", " ")
+    caption = None
+    if "trial_total" in result:
+        t = result["trial_total"]
+        caption = (f"total per trial: mean {t['mean']:.3f}, IQM {t['iqm']:.3f} "
+                   f"[{t['ci_low']:.3f}, {t['ci_high']:.3f}]")
     table = Table(title=f"{result['algo']} on {result['tasks']}: {result['num_tasks']} "
-                        f"{result['split']} tasks x {result.get('seeds', 1)} seed(s)")
-    table.add_column(unit, justify="right")
+                        f"{result['split']} tasks x {result.get('seeds', 1)} seed(s)",
+                  caption=caption)
+    table.add_column(f"{unit} seen" if unit == "episodes" else unit, justify="right")
     for col in ("mean", "IQM", "95% CI of IQM"):
         table.add_column(col, justify="right")
     has_success = "success" in result["curve"][0]
@@ -151,18 +157,48 @@ def _curve_table(result: dict) -> Table:
 
 
 def cmd_eval(args) -> None:
-    from adaptrl.evaluation import evaluate_runs
-    from adaptrl.evaluation.harness import jsonable
+    from adaptrl import runs
+    from adaptrl.evaluation.harness import evaluate_reference, evaluate_runs, jsonable
     from adaptrl.evaluation.plots import plot_curves
+    from adaptrl.tasks import make_family
 
-    result = evaluate_runs([Path(d) for d in args.dirs], split=args.split,
-                           num_tasks=args.num_tasks, steps=args.adapt_steps, seed=args.seed)
+    results = []
+    if args.dirs:
+        if args.tasks or args.set:
+            raise UserError("--tasks and --set describe the family only when no run is given")
+        results.append(evaluate_runs([Path(d) for d in args.dirs], split=args.split,
+                                     num_tasks=args.num_tasks, steps=args.adapt_steps,
+                                     seed=args.seed))
+        first = runs.load_run(Path(args.dirs[0]))
+        family, family_name = first.task_options, first.tasks
+        steps = results[0]["curve"][-1]["adaptation_steps"]
+    elif args.reference and args.tasks:
+        from adaptrl import config as cfg
+
+        options = {}
+        for item in args.set:
+            path, value = cfg.parse_set(item)
+            if len(path) != 2 or path[0] != "tasks":
+                raise UserError(f"without a run, --set takes only tasks.KEY=VALUE, got {item!r}")
+            options[path[1]] = value
+        family, family_name = make_family(args.tasks, options), args.tasks
+        steps = 9 if args.adapt_steps is None else args.adapt_steps
+    else:
+        raise UserError("eval needs run directories, or --reference NAME with --tasks FAMILY")
+    for name in args.reference:
+        results.append(evaluate_reference(name, family, family_name, steps=steps,
+                                          split=args.split, num_tasks=args.num_tasks,
+                                          seed=args.seed))
     if args.plot:
-        plot_curves([result], Path(args.plot))
+        plot_curves(results, Path(args.plot))
     if args.json:
-        print(json.dumps(jsonable(result), allow_nan=False))
+        main_result = dict(results[0])
+        if len(results) > 1:
+            main_result["references"] = results[1:]
+        print(json.dumps(jsonable(main_result), allow_nan=False))
         return
-    out.print(_curve_table(result))
+    for result in results:
+        out.print(_curve_table(result))
     if args.plot:
         console.print(f"plot: {args.plot}")
 
@@ -213,13 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="meta-test trained runs on held-out tasks")
-    e.add_argument("dirs", nargs="+", metavar="DIR", help="run directories (one per seed)")
+    e.add_argument("dirs", nargs="*", metavar="DIR", help="run directories (one per seed)")
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.add_argument("--num-tasks", type=int, default=40)
     e.add_argument("--adapt-steps", type=int, help="adaptation steps (or episodes) K")
     e.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--plot", metavar="PNG", help="also write the curve as a PNG plot")
+    e.add_argument("--reference", action="append", default=[], metavar="NAME",
+                   help="also score a reference strategy on the same tasks "
+                        "(random, ucb1, thompson, gittins, psrl)")
+    e.add_argument("--tasks", help="family for --reference when no run is given")
+    e.add_argument("--set", action="append", default=[], metavar="tasks.KEY=VALUE",
+                   help="family option for --reference when no run is given")
     e.set_defaults(fn=cmd_eval)
 
     d = sub.add_parser("demo", help="meta-train MAML on point-nav and show adaptation")

@@ -54,41 +54,68 @@ def summarize_curves(per_seed: Sequence[dict[str, np.ndarray]], measure: str,
     return curve
 
 
+def _result(algo: str, tasks: str, family: TaskFamily, unit: str, per_seed, *, split: str,
+            num_tasks: int, seed: int) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "algo": algo, "tasks": tasks, "split": split, "num_tasks": num_tasks,
+        "seeds": len(per_seed), "unit": unit, "measure": family.measure,
+        "curve": summarize_curves(per_seed, family.measure),
+    }
+    if unit == "episodes":  # in-context learners: Duan et al.'s total reward per trial
+        total = summarize([s[family.measure].sum(axis=1) for s in per_seed])
+        result["trial_total"] = {k: total[k] for k in ("mean", "iqm", "ci_low", "ci_high")}
+    if family.has_optimum:
+        split_key = jax.random.split(jax.random.PRNGKey(seed))[0]
+        tasks_ = family.tasks(split, num_tasks, key=split_key)
+        result["optimum"] = float(np.mean(jax.vmap(family.optimum)(tasks_)))
+    return result
+
+
+def _check_sizes(num_tasks: int, steps: int) -> None:
+    if num_tasks < 1 or num_tasks > 100_000:
+        raise UserError(f"--num-tasks must be between 1 and 100000, got {num_tasks}")
+    if steps < 0 or steps > 1000:
+        raise UserError(f"--adapt-steps must be between 0 and 1000, got {steps}")
+
+
 def evaluate_runs(run_dirs: Sequence[Path], *, split: str = "test", num_tasks: int = 40,
                   steps: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Meta-test one or more runs of the same algorithm and family (one per seed)."""
     if not run_dirs:
         raise UserError("no run directory given")
-    if num_tasks < 1 or num_tasks > 100_000:
-        raise UserError(f"--num-tasks must be between 1 and 100000, got {num_tasks}")
     loaded = runs.iter_runs(run_dirs)
     first = loaded[0][1]
     for path, c in loaded[1:]:
         if (c.algo, c.tasks, c.task_options) != (first.algo, first.tasks, first.task_options):
             raise UserError(f"{path}: runs to pool must share algorithm and task family")
+    algorithm = first.algorithm()
+    k = algorithm.default_eval_steps if steps is None else steps
+    _check_sizes(num_tasks, k)
     per_seed = []
     for path, c in loaded:
         algorithm = c.algorithm()
         template = algorithm.init(key=jax.random.PRNGKey(c.run.seed))
         state = runs.load_checkpoint(path, template)
-        k = algorithm.default_eval_steps if steps is None else steps
-        if k < 0 or k > 100:
-            raise UserError(f"--adapt-steps must be between 0 and 100, got {k}")
-        curve_fn = jax.jit(lambda tasks, *, key, a=algorithm, s=state, k=k:
+        curve_fn = jax.jit(lambda tasks, *, key, a=algorithm, s=state:
                            a.adaptation_curve(s, tasks, key=key, steps=k))
         per_seed.append(score_tasks(curve_fn, c.task_options, split, num_tasks,
                                     key=jax.random.PRNGKey(seed)))
-    family = first.task_options
-    algorithm = first.algorithm()
-    result: dict[str, Any] = {
-        "algo": first.algo, "tasks": first.tasks, "split": split, "num_tasks": num_tasks,
-        "seeds": len(per_seed), "unit": algorithm.curve_unit, "measure": family.measure,
-        "curve": summarize_curves(per_seed, family.measure),
-    }
-    if family.has_optimum:
-        tasks = family.tasks(split, num_tasks, key=jax.random.split(jax.random.PRNGKey(seed))[0])
-        result["optimum"] = float(np.mean(jax.vmap(family.optimum)(tasks)))
-    return result
+    return _result(first.algo, first.tasks, first.task_options, algorithm.curve_unit, per_seed,
+                   split=split, num_tasks=num_tasks, seed=seed)
+
+
+def evaluate_reference(name: str, family: TaskFamily, family_name: str, *, steps: int,
+                       split: str = "test", num_tasks: int = 40, seed: int = 0) -> dict[str, Any]:
+    """Score a reference strategy (random, UCB1, Gittins, PSRL, ...) exactly as a learned
+    agent: a trial of ``steps + 1`` episodes on the same held-out tasks."""
+    from adaptrl.evaluation.reference import reference_curve
+
+    _check_sizes(num_tasks, steps)
+    per = score_tasks(
+        lambda tasks, *, key: reference_curve(name, family, tasks, key=key, episodes=steps + 1),
+        family, split, num_tasks, key=jax.random.PRNGKey(seed))
+    return _result(name, family_name, family, "episodes", [per], split=split,
+                   num_tasks=num_tasks, seed=seed)
 
 
 def jsonable(obj: Any) -> Any:
