@@ -86,3 +86,18 @@ def test_tasks_lists_every_family(capsys):
     printed = capsys.readouterr().out
     for name in REGISTRY:
         assert name in printed
+
+
+def test_reference_strategies_through_eval(capsys):
+    assert main(["eval", "--reference", "ucb1", "--reference", "random", "--tasks", "bandit",
+                 "--set", "tasks.pulls=1", "--adapt-steps", "9", "--num-tasks", "200",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["algo"] == "ucb1" and result["unit"] == "episodes"
+    assert len(result["curve"]) == 10
+    random = result["references"][0]
+    assert random["algo"] == "random"
+    # UCB1 beats random over a 10-pull trial on the same 200 held-out bandits
+    assert result["trial_total"]["mean"] > random["trial_total"]["mean"] + 0.5
+    assert main(["eval", "--reference", "psrl", "--tasks", "bandit"]) == 2
+    assert "does not support" in capsys.readouterr().err
