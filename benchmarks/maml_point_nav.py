@@ -33,17 +33,25 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-maml-point-nav"))
     p.add_argument("--set", action="append", default=[], help="extra config overrides")
     p.add_argument("--name", default="maml_point_nav", help="result file stem")
+    p.add_argument("--reuse", action="store_true",
+                   help="continue runs already in --out (exact resume gives the same numbers)")
     args = p.parse_args()
     console = Console()
     base = Path(args.out)
-    shutil.rmtree(base, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(base, ignore_errors=True)
     dirs, timers = [], []
     t_start = time.perf_counter()
     for seed in range(args.seeds):
         run_dir = base / f"seed{seed}"
         config = runs.resolve("maml-trpo", "point-nav", sets=args.set,
                               overrides={"iterations": args.iterations, "seed": seed})
-        runs.create_run(run_dir, config)
+        resume = args.reuse and (run_dir / runs.CONFIG_FILE).exists()
+        if resume:
+            if runs.extend_run(run_dir, args.iterations).identity() != config.identity():
+                raise SystemExit(f"{run_dir} holds a different run; drop --reuse")
+        else:
+            runs.create_run(run_dir, config)
         timer = IterationTimer()
         with Progress(console=console) as progress:
             task = progress.add_task(f"seed {seed}", total=args.iterations)
@@ -53,7 +61,7 @@ def main() -> None:
                 progress.update(task, completed=done,
                                 description=f"seed {seed} post-adapt {row['return_step1']:.1f}")
 
-            runs.train(run_dir, on_iteration=report)
+            runs.train(run_dir, resume=resume, on_iteration=report)
         console.print(f"seed {seed}: first iteration (incl. compile) {timer.first:.1f} s, "
                       f"median {timer.median():.2f} s per meta-iteration")
         dirs.append(run_dir)
@@ -81,8 +89,9 @@ def main() -> None:
         f"{config['algo_options']['inner_lr']}), TRPO outer (max KL "
         f"{config['algo_options']['max_kl']}), {args.iterations} meta-iterations, "
         f"{args.seeds} seeds", "",
-        f"**Seconds per meta-iteration (median over iterations, median over seeds): "
-        f"{sec_per_it:.2f} s**; total meta-training time {train_minutes:.1f} min.", "",
+        f"Wall time per meta-iteration while training here: median {sec_per_it:.2f} s "
+        f"(this machine was shared with other jobs; the speed figure is in "
+        f"[maml_point_nav_speed.md](maml_point_nav_speed.md)).", "",
         f"Held-out adaptation curve ({args.eval_tasks} test goals x {args.seeds} seeds; IQM with "
         "95% stratified bootstrap CI):", "",
         "| adaptation steps | mean return | IQM | 95% CI | success |",

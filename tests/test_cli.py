@@ -101,3 +101,15 @@ def test_reference_strategies_through_eval(capsys):
     assert result["trial_total"]["mean"] > random["trial_total"]["mean"] + 0.5
     assert main(["eval", "--reference", "psrl", "--tasks", "bandit"]) == 2
     assert "does not support" in capsys.readouterr().err
+
+
+def test_resume_with_more_iterations_equals_a_longer_run(tmp_path):
+    short, full = tmp_path / "short", tmp_path / "full"
+    common = ["train", "maml-vpg", "--tasks", "bandit", "--set", "algo.meta_batch_size=2",
+              "--set", "algo.episodes_per_task=2", "--set", "algo.hidden=[8]",
+              "--set", "checkpoint_every=1"]
+    assert main([*common, "--iterations", "2", "--out", str(short)]) == 0
+    assert main(["train", "--resume", str(short), "--iterations", "4"]) == 0
+    assert main([*common, "--iterations", "4", "--out", str(full)]) == 0
+    assert (short / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
+    assert main(["train", "--resume", str(short), "--iterations", "1"]) == 2

@@ -101,10 +101,12 @@ def cmd_train(args) -> None:
     from adaptrl import runs
 
     if args.resume:
-        if args.algo or args.tasks or args.config or args.set:
-            raise UserError("--resume takes the run's saved config; give no algorithm or options")
+        if args.algo or args.tasks or args.config or args.set or args.out or args.seed is not None:
+            raise UserError("--resume takes the run's saved config; give no algorithm or "
+                            "options (only --iterations, to train it longer)")
         run_dir = Path(args.resume)
-        c = runs.load_run(run_dir)
+        c = (runs.extend_run(run_dir, args.iterations) if args.iterations
+             else runs.load_run(run_dir))
         train_run(run_dir, resume=True, label=f"{c.algo} on {c.tasks} (resumed)")
         console.print(f"run directory: {run_dir}")
         return
@@ -245,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iterations", type=int, help="number of meta-iterations")
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--out", help="run directory (default runs/ALGO-FAMILY-seedN-TIME)")
-    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    t.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR from its checkpoint (with --iterations N: "
+                        "train it to N meta-iterations)")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="meta-test trained runs on held-out tasks")

@@ -602,6 +602,21 @@ def create_run(run_dir: Path, config: ResolvedConfig) -> None:
                         f"({e.strerror or type(e).__name__})") from None
 
 
+def extend_run(run_dir: Path, iterations: int) -> ResolvedConfig:
+    """Change a run's schedule to ``iterations`` meta-iterations (to train a finished run
+    further on resume). Checkpoints stay valid: the schedule is not part of their identity,
+    and the RNG key lives in the state, so the result equals a run made that long."""
+    config = load_run(run_dir)
+    done = list_checkpoints(run_dir)
+    if done and iterations < done[-1]:
+        raise UserError(f"{run_dir} is already at iteration {done[-1]}; cannot shorten it "
+                        f"to {iterations}")
+    new = dataclasses.replace(config, run=cfg.from_dict(
+        RunSettings, {**cfg.to_dict(config.run), "iterations": iterations}))
+    atomic_write(run_dir / CONFIG_FILE, json.dumps(new.to_json(), indent=2).encode())
+    return new
+
+
 def load_run(run_dir: Path) -> ResolvedConfig:
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory")
