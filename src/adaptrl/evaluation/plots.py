@@ -25,6 +25,17 @@ def plot_curves(results: list[dict[str, Any]], path: Path, *, title: str | None 
     first = results[0]
     if "optimum" in first:
         ax.axhline(first["optimum"], color="k", ls="--", label="exact optimum")
+    # frame the robust statistics: a mean blown up by a few diverging tasks runs off the
+    # chart instead of flattening every other curve
+    band = [v for r in results for p in r["curve"] for v in (p["ci_low"], p["ci_high"])]
+    band += [first["optimum"]] if "optimum" in first else []
+    lo, hi = min(band), max(band)
+    span = hi - lo or 1.0
+    means = [p["mean"] for r in results for p in r["curve"]]
+    band += [m for m in means if lo - span <= m <= hi + span]  # means near the band
+    lo, hi = min(band), max(band)
+    pad = 0.08 * (hi - lo or abs(hi) or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
     unit = first.get("unit", "adaptation_steps").replace("_", " ")
     ax.set_xlabel(unit)
     ax.set_ylabel(first.get("measure", "return"))
