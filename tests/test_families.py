@@ -66,9 +66,9 @@ def point_nav_reference(goal, actions, max_action=0.1, sparse=False, radius=0.1)
     """Plain Python loop of MAML's point navigation."""
     x, y = 0.0, 0.0
     rewards = []
-    for ax, ay in actions:
-        x += min(max(ax, -max_action), max_action)
-        y += min(max(ay, -max_action), max_action)
+    for ax, ay in actions:  # normalised actions in [-1, 1], scaled by max_action
+        x += min(max(ax, -1.0), 1.0) * max_action
+        y += min(max(ay, -1.0), 1.0) * max_action
         dist = math.hypot(x - goal[0], y - goal[1])
         rewards.append((1.0 if dist <= radius else 0.0) if sparse else -dist)
     return rewards
@@ -78,7 +78,7 @@ def point_nav_reference(goal, actions, max_action=0.1, sparse=False, radius=0.1)
 def test_point_nav_dynamics_against_python(sparse):
     fam = make_family("point-nav-sparse" if sparse else "point-nav", {"horizon": 20})
     task = {"goal": jnp.array([0.31, -0.22])}
-    actions = np.random.default_rng(0).uniform(-0.3, 0.3, (20, 2)).astype(np.float32)
+    actions = np.random.default_rng(0).uniform(-3.0, 3.0, (20, 2)).astype(np.float32)
 
     def rollout(task, actions):
         def body(state, a):
@@ -104,18 +104,19 @@ def test_point_nav_optimum_is_exact():
         greedy, pos = [], np.zeros(2)
         for _ in range(fam.horizon):
             move = np.clip(goal - pos, -0.1, 0.1)
-            greedy.append(move)
+            greedy.append(move / 0.1)
             pos = pos + move
         assert sum(point_nav_reference(goal, greedy)) == pytest.approx(opt, abs=1e-4)
         # the straight line at full speed is worse whenever the goal is off the diagonal
         d = np.linalg.norm(goal)
         direction = goal / d
         scale = 0.1 / np.abs(direction).max()
-        straight = [direction * min(scale, max(d - scale * t, 0.0)) for t in range(fam.horizon)]
+        straight = [direction * min(scale, max(d - scale * t, 0.0)) / 0.1
+                    for t in range(fam.horizon)]
         assert sum(point_nav_reference(goal, straight)) <= opt + 1e-6
         # no random feasible path beats it
         for _ in range(20):
-            acts = rng.uniform(-0.1, 0.1, (fam.horizon, 2))
+            acts = rng.uniform(-1.0, 1.0, (fam.horizon, 2))
             assert sum(point_nav_reference(goal, acts)) <= opt + 1e-6
 
 

@@ -5,6 +5,11 @@ action moves the point by the action clipped to [-0.1, 0.1] on each axis. The de
 is minus the distance from the new position to the goal; the sparse variant pays 1 for
 each step that ends within ``goal_radius`` of the goal. Episodes last ``horizon`` steps.
 
+**Action scale.** The policy acts in the normalised box [-1, 1]^2, which the environment
+clips and scales by ``max_action`` (0.1) — as the authors' code does by wrapping the point
+environment in rllab's ``normalize``. A Gaussian policy's initial standard deviation of 1
+is then 0.1 in position units, the size of one move, rather than ten moves.
+
 Unlike the authors' code we do not end the episode once the point is within 0.01 of the
 goal on both axes: a fixed horizon keeps episodes aligned for batching and makes the
 optimum exact; the difference in optimal return is below 0.015 per episode.
@@ -53,7 +58,7 @@ class PointNav(RLFamily):
     goal_high: float = 0.5
     # upper bound of each goal coordinate
     max_action: float = 0.1
-    # per-axis clip of each move
+    # largest move per axis and step; actions in [-1, 1] are scaled by it
     sparse: bool = False
     # sparse reward (1 within goal_radius) instead of minus the distance
     goal_radius: float = 0.1
@@ -77,7 +82,8 @@ class PointNav(RLFamily):
 
     @property
     def action_space(self) -> gym.spaces.Box:
-        return gym.spaces.Box(-self.max_action, self.max_action, (2,), np.float32)
+        """Normalised actions; a move is ``clip(action, -1, 1) * max_action``."""
+        return gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 
     def sample_one(self, key):
         return {"goal": jax.random.uniform(key, (2,), minval=self.goal_low, maxval=self.goal_high)}
@@ -92,7 +98,7 @@ class PointNav(RLFamily):
         return -dist
 
     def step(self, key, state, action, task):
-        pos = state + jnp.clip(action, -self.max_action, self.max_action)
+        pos = state + jnp.clip(action, -1.0, 1.0) * self.max_action
         dist = jnp.linalg.norm(pos - task["goal"])
         info = {"success": dist <= self.goal_radius}
         return pos, pos, self._reward(dist), jnp.array(False), info
