@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 
 from adaptrl.algos import algorithm_entry
 from adaptrl.algos.rl2 import RL2, RL2Config
@@ -69,3 +70,21 @@ def test_learns_two_armed_bandit_better_than_random():
     rnd = reference_curve("random", fam, tasks, key=key, episodes=10)["return"].sum(-1)
     # random scores 5.0 per trial in expectation, the clairvoyant optimum 6.67
     assert float(rl2.mean()) > float(rnd.mean()) + 0.6, (float(rl2.mean()), float(rnd.mean()))
+
+
+def test_lr_anneals_linearly_to_zero():
+    fam = Bandit(arms=2, pulls=1)
+    algo = RL2(RL2Config(**{**TINY, "lr_anneal_iterations": 2}), fam)
+    update = jax.jit(algo.update)
+    start = algo.init(key=jax.random.PRNGKey(0))
+    first, _ = update(start)
+    leaves = lambda s: jax.tree.leaves(s["params"])  # noqa: E731
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(start), leaves(first),
+                                                         strict=True))
+    second, _ = update(first)
+    # after lr_anneal_iterations iterations the step size is 0: parameters stop moving
+    third, _ = update(second)
+    for a, b in zip(leaves(second), leaves(third), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        RL2Config(lr_anneal_iterations=-1)

@@ -47,6 +47,9 @@ class RL2Config:
     # width of the policy GRU and of the value GRU
     lr: float = 1e-3
     # Adam step size
+    lr_anneal_iterations: int = 0
+    # if > 0, the step size decays linearly from ``lr`` to 0 over this many iterations
+    # (set it to the training length); 0 keeps it constant
     max_grad_norm: float = 1.0
     # global gradient-norm clip
     discount: float = 0.99
@@ -77,6 +80,8 @@ class RL2Config:
                      "minibatches", "eval_trials"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.lr_anneal_iterations < 0:
+            raise ValueError("lr_anneal_iterations must be >= 0")
         if self.trials_per_iteration % self.minibatches:
             raise ValueError("trials_per_iteration must be divisible by minibatches")
         if self.hidden > 4096 or self.trial_episodes > 100_000:
@@ -93,10 +98,12 @@ class RL2Config:
 # these are the PPO settings of our benchmarks (benchmarks/rl2_*.py, docs/results/), which
 # train in minutes on a CPU. For the bandit family, a trial is ``pulls * trial_episodes``
 # pulls (the family's default: 10 x 10 = 100 pulls); Duan's n-pull trials are
-# ``tasks.pulls=1, algo.trial_episodes=n``.
+# ``tasks.pulls=1, algo.trial_episodes=n``. ``lr_anneal_iterations`` equals ``iterations``:
+# change both together (the step size reaches 0 at the end of the run).
 PAPER = {
-    "bandit": {"iterations": 800, "trial_episodes": 10, "trials_per_iteration": 256,
-               "hidden": 64, "discount": 1.0, "lr": 2e-3, "reward_scale": 0.1},
+    "bandit": {"iterations": 700, "trial_episodes": 10, "trials_per_iteration": 256,
+               "hidden": 128, "discount": 1.0, "lr": 2e-3, "lr_anneal_iterations": 700,
+               "entropy_coef": 0.001, "reward_scale": 0.1},
     "tabular-mdp": {"iterations": 400, "trial_episodes": 10, "trials_per_iteration": 256,
                     "hidden": 64, "discount": 0.99, "gae_lambda": 0.5, "lr": 2e-3,
                     "reward_scale": 0.1},
@@ -136,8 +143,13 @@ class RL2(Algorithm):
         self.policy = policies.RecurrentPolicy(
             trials.input_dim(family), trials.action_encoding_dim(space), discrete,
             hidden=config.hidden, init_log_std=config.init_log_std)
+        lr = config.lr
+        if config.lr_anneal_iterations:
+            # one Adam step per minibatch: ppo_epochs * minibatches steps per iteration
+            steps = config.lr_anneal_iterations * config.ppo_epochs * config.minibatches
+            lr = optax.linear_schedule(config.lr, 0.0, steps)
         self.optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                                     optax.adam(config.lr))
+                                     optax.adam(lr))
 
     @property
     def default_eval_steps(self) -> int:
