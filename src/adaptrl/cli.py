@@ -70,30 +70,27 @@ def train_run(run_dir: Path, *, resume: bool, label: str) -> None:
             raise
 
 
+def _listing(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, style="bold" if i == 0 else None)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
 def cmd_tasks(args) -> None:
     from adaptrl.tasks import REGISTRY
 
-    table = Table(title="task families")
-    table.add_column("name", style="bold")
-    table.add_column("kind")
-    table.add_column("description")
-    for name in sorted(REGISTRY):
-        entry = REGISTRY[name]
-        table.add_row(name, entry.factory.kind, entry.description)
-    out.print(table)
+    _listing("task families", ("name", "kind", "description"),
+             [(n, e.factory.kind, e.description) for n, e in sorted(REGISTRY.items())])
 
 
 def cmd_algos(args) -> None:
     from adaptrl.algos import REGISTRY
 
-    table = Table(title="algorithms")
-    table.add_column("name", style="bold")
-    table.add_column("families")
-    table.add_column("description")
-    for name in sorted(REGISTRY):
-        entry = REGISTRY[name]
-        table.add_row(name, ", ".join(entry.cls.kinds), entry.description)
-    out.print(table)
+    _listing("algorithms", ("name", "families", "description"),
+             [(n, ", ".join(e.cls.kinds), e.description) for n, e in sorted(REGISTRY.items())])
 
 
 def cmd_train(args) -> None:
