@@ -21,8 +21,42 @@ from adaptrl.tasks.tabular_mdp import TabularMDP
 PAPER = {10: {"psrl": 138.1, "rl2": 156.2}, 25: {"psrl": 408.8, "rl2": 445.7},
          50: {"psrl": 904.4, "rl2": 936.1}, 100: {"psrl": 1939.5, "rl2": 1913.7}}
 TARGET = {10: 150.0}
-SETTINGS = dict(iterations=400, hidden=64, trials_per_iteration=256, discount=0.99, gae_lambda=0.5,
-                reward_scale=0.1, lr=0.002)
+SETTINGS = dict(iterations=600, hidden=128, trials_per_iteration=256, discount=0.99, gae_lambda=0.3,
+                reward_scale=0.1, lr=0.002, lr_anneal_iterations=600, entropy_coef=0.001)
+# the family check and the settings, and why (written into the results file)
+NOTES = [
+    "## The setting, checked against Duan et al. (2016), Sec. 4.2", "",
+    "The `tabular-mdp` family matches the paper's description (and Osband et al. 2013, "
+    "whose setting it reuses): 10 states, 5 actions; per state-action pair a Gaussian "
+    "reward with unit variance whose mean is drawn from N(1, 1); transitions from a flat "
+    "Dirichlet(1); episodes of T = 10 steps that always start in the first state (state 0; "
+    "a public re-implementation quotes the paper: \"an episode always starts on the first "
+    "state\"); n episodes of the same MDP per trial. The RL² input at every step is the "
+    "one-hot current state, the one-hot previous action, the previous reward and the "
+    "done flag of the previous step (`adaptrl.sampling.trials`), with the GRU state kept "
+    "across the trial's episodes. Our random policy (99.8) matches the paper's random row "
+    "(100.1) and our PSRL (133.9) is close to its 138.1, so the gap to the paper's RL² is "
+    "not a different setting; the family was left unchanged.", "",
+    "## Settings and why", "",
+    "Duan et al. trained with TRPO, a GRU-256 policy, γ = 0.99 and GAE λ = 0.3 (as we "
+    "recall the paper's appendix; unverified) and batches of the order of 10^5 steps per "
+    "iteration, far beyond what this shared 2-CPU machine can run. Changes from the first "
+    "runs (GRU-64, λ 0.95 then 0.5, entropy bonus 0.01, constant step size 2e-3, 400-500 "
+    "iterations: 116.6 then 123.0):", "",
+    "- **GAE λ 0.5 → 0.3** (Duan's value; λ 0.95 → 0.5 had already raised the result from "
+    "116.6 to 123.0) and γ = 0.99 over the whole 100-step trial.",
+    "- **GRU width 64 → 128** (Duan used 256; 128 is what fits the time budget): the "
+    "policy must remember rewards and transitions of 50 state-action pairs.",
+    "- **entropy bonus 0.01 → 0.001**: held-out evaluation samples from the policy, so a "
+    "policy kept stochastic by the bonus loses reward in the exploitation episodes.",
+    "- **step size 2e-3 annealed linearly to 0** (`lr_anneal_iterations`) over the run.",
+    "- **600 iterations** (from 400).",
+    "",
+    "A 150-iteration pilot with the first three changes reached a training trial return "
+    "of 121.4 at iteration 100, against 116.7 for the previous settings at the same point.",
+    "Unchanged: PPO clip 0.2, 4 epochs × 4 minibatches of whole trials, 256 trials per "
+    "iteration, rewards × 0.1, normalised advantages. The algorithm is plain RL².", "",
+]
 
 
 def main() -> None:
@@ -43,6 +77,8 @@ def main() -> None:
         opts[field] = yaml.safe_load(value)
     iters = args.iterations or opts.pop("iterations")
     opts.pop("iterations", None)
+    if opts.get("lr_anneal_iterations") and args.iterations:
+        opts["lr_anneal_iterations"] = iters  # anneal over the run actually made
     family = TabularMDP()
     config = RL2Config(trial_episodes=n, **opts)
     tasks = family.tasks("test", args.test_tasks)
@@ -90,7 +126,7 @@ def main() -> None:
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(head + lines))
+    out.write_text("\n".join(head + lines + NOTES))
     print(f"wrote {out}")
 
 

@@ -104,9 +104,9 @@ PAPER = {
     "bandit": {"iterations": 700, "trial_episodes": 10, "trials_per_iteration": 256,
                "hidden": 128, "discount": 1.0, "lr": 2e-3, "lr_anneal_iterations": 700,
                "entropy_coef": 0.001, "reward_scale": 0.1},
-    "tabular-mdp": {"iterations": 400, "trial_episodes": 10, "trials_per_iteration": 256,
-                    "hidden": 64, "discount": 0.99, "gae_lambda": 0.5, "lr": 2e-3,
-                    "reward_scale": 0.1},
+    "tabular-mdp": {"iterations": 600, "trial_episodes": 10, "trials_per_iteration": 256,
+                    "hidden": 128, "discount": 0.99, "gae_lambda": 0.3, "lr": 2e-3,
+                    "lr_anneal_iterations": 600, "entropy_coef": 0.001, "reward_scale": 0.1},
     "point-nav": {"iterations": 300, "trial_episodes": 2, "trials_per_iteration": 64},
 }
 

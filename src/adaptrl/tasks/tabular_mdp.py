@@ -6,8 +6,11 @@ A task is an MDP with ``states`` states and ``actions`` actions:
 * mean rewards ``R[s, a] ~ Normal(1, 1)``;
 * an observed reward is ``R[s, a] + reward_noise * Normal(0, 1)`` (unit variance default).
 
-Every episode starts in state 0 and lasts ``horizon`` steps (10 in the paper). The
-observation is the one-hot state.
+Every episode starts in state 0 ("an episode always starts on the first state", the paper as
+quoted by public re-implementations) and lasts ``horizon`` steps (10 in the paper). The
+observation is the one-hot state; RL²
+also sees the previous action, reward and done flag (:mod:`adaptrl.sampling.trials`).
+Checked against Duan et al. Sec. 4.2: the family matches the paper's setting.
 
 **Exact optimum.** Knowing the MDP, the best expected return of one episode is given by
 finite-horizon value iteration from the start state:
