@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import datetime
-import os
-import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
+from common import machine  # noqa: F401  (re-exported for the RL² scripts)
 
 from adaptrl.algos.rl2 import RL2, RL2Config
 from adaptrl.evaluation.reference import reference_curve
 from adaptrl.ops.stats import summarize
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()}, JAX {jax.__version__} (CPU)"
 
 
 def command() -> str:
