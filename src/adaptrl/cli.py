@@ -54,15 +54,12 @@ def train_run(run_dir: Path, *, resume: bool, label: str) -> None:
     config = runs.load_run(run_dir)
     with _progress() as progress:
         task = progress.add_task(label, total=config.run.iterations, info="compiling…")
-        start_done = None
 
         def report(done: int, total: int, row: dict[str, float]) -> None:
-            nonlocal start_done
-            start_done = start_done or done - 1
             progress.update(task, completed=done, info=_headline(row))
 
-        progress.update(task, completed=runs.list_checkpoints(run_dir)[-1]
-                        if resume and runs.list_checkpoints(run_dir) else 0)
+        done = runs.list_checkpoints(run_dir) if resume else []
+        progress.update(task, completed=done[-1] if done else 0)
         try:
             runs.train(run_dir, resume=resume, on_iteration=report)
         except UserError:
