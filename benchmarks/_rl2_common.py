@@ -6,7 +6,9 @@ import datetime
 import shlex
 import sys
 import time
+from pathlib import Path
 
+import flax.serialization
 import jax
 import numpy as np
 from common import machine  # noqa: F401  (re-exported for the RL² scripts)
@@ -20,8 +22,15 @@ def command() -> str:
     return " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
 
 
-def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, log_every: int = 50):
-    """Train RL² and return (state, seconds excluding compilation, compile seconds)."""
+SAVED = Path("runs/benchmarks")
+
+
+def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, name: str,
+              log_every: int = 50):
+    """Train RL² and return (algo, state, seconds excluding compilation, compile seconds).
+
+    The trained state is kept in ``runs/benchmarks/{name}_seed{seed}.msgpack`` (read it back
+    with :func:`load_state`) so its evaluation can be repeated without training again."""
     algo = RL2(config, family)
     state = algo.init(key=jax.random.PRNGKey(seed))
     update = jax.jit(algo.update)
@@ -36,7 +45,18 @@ def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, log_ever
             print(f"  seed {seed} it {it}: trial return {float(metrics['trial_return']):.2f}"
                   f" ({time.perf_counter() - t0:.0f}s)", flush=True)
     jax.block_until_ready(state)
-    return algo, state, time.perf_counter() - t0, compile_s
+    seconds = time.perf_counter() - t0
+    SAVED.mkdir(parents=True, exist_ok=True)
+    (SAVED / f"{name}_seed{seed}.msgpack").write_bytes(flax.serialization.to_bytes(state))
+    return algo, state, seconds, compile_s
+
+
+def load_state(family, config: RL2Config, *, seed: int, name: str):
+    """The (algo, state) kept by :func:`train_rl2`."""
+    algo = RL2(config, family)
+    template = algo.init(key=jax.random.PRNGKey(seed))
+    data = (SAVED / f"{name}_seed{seed}.msgpack").read_bytes()
+    return algo, flax.serialization.from_bytes(template, data)
 
 
 def rl2_totals(algo, state, tasks, episodes: int, *, seed: int) -> np.ndarray:

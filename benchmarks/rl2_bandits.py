@@ -33,8 +33,9 @@ SETTINGS = {
     (5, 10): dict(iterations=800, hidden=64, trials_per_iteration=256, discount=1.0),
     (5, 100): dict(iterations=500, hidden=64, trials_per_iteration=256, discount=1.0,
                    reward_scale=0.1, lr=2e-3),
-    (10, 100): dict(iterations=700, hidden=128, trials_per_iteration=256, discount=1.0,
-                    reward_scale=0.1, lr=2e-3, lr_anneal_iterations=700, entropy_coef=0.001),
+    (10, 100): dict(iterations=1000, hidden=128, trials_per_iteration=256, discount=1.0,
+                    reward_scale=0.1, lr=2e-3, lr_anneal_iterations=1000, entropy_coef=0.001,
+                    value_time=True, input_layer=128),
 }
 REFS = ("random", "ucb1", "thompson", "gittins")
 # why the k=10, n=100 settings differ from the others (written into the results file)
@@ -80,7 +81,8 @@ def run_setting(k: int, n: int, *, seeds: int, test_tasks: int, iterations: int 
     tasks = family.tasks("test", test_tasks)
     rl2, times = [], []
     for seed in range(seeds):
-        algo, state, seconds, compile_s = train_rl2(family, config, iters, seed=seed)
+        algo, state, seconds, compile_s = train_rl2(family, config, iters, seed=seed,
+                                                            name=f"rl2_bandits_k{k}n{n}")
         times.append((seconds, compile_s))
         rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
         print(f"k={k} n={n} seed {seed}: RL² {rl2[-1].mean():.2f} "

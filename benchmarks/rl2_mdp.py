@@ -15,14 +15,16 @@ import numpy as np
 import yaml
 from _rl2_common import HEADER, command, machine, now, reference_totals, rl2_totals, row, train_rl2
 
-from adaptrl.algos.rl2 import RL2Config
+from adaptrl.algos.rl2 import RL2, RL2Config
 from adaptrl.tasks.tabular_mdp import TabularMDP
 
-PAPER = {10: {"psrl": 138.1, "rl2": 156.2}, 25: {"psrl": 408.8, "rl2": 445.7},
+# Greedy: Duan et al.'s Table 2 as quoted in a public re-implementation (not in REFERENCES.md)
+PAPER = {10: {"psrl": 138.1, "greedy": 134.8, "rl2": 156.2}, 25: {"psrl": 408.8, "rl2": 445.7},
          50: {"psrl": 904.4, "rl2": 936.1}, 100: {"psrl": 1939.5, "rl2": 1913.7}}
 TARGET = {10: 150.0}
-SETTINGS = dict(iterations=600, hidden=128, trials_per_iteration=256, discount=0.99, gae_lambda=0.3,
-                reward_scale=0.1, lr=0.002, lr_anneal_iterations=600, entropy_coef=0.001)
+# the library's settings for the family (``adaptrl train rl2 --tasks tabular-mdp`` uses them
+# too); --episodes sets the trial length
+SETTINGS = {k: v for k, v in RL2.paper_defaults["tabular-mdp"].items() if k != "trial_episodes"}
 # the family check and the settings, and why (written into the results file)
 NOTES = [
     "## The setting, checked against Duan et al. (2016), Sec. 4.2", "",
@@ -84,18 +86,19 @@ def main() -> None:
     tasks = family.tasks("test", args.test_tasks)
     rl2, times = [], []
     for seed in range(args.seeds):
-        algo, state, seconds, compile_s = train_rl2(family, config, iters, seed=seed)
+        algo, state, seconds, compile_s = train_rl2(family, config, iters, seed=seed,
+                                                            name=f"rl2_mdp_n{n}")
         times.append((seconds, compile_s))
         rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
         print(f"seed {seed}: RL² {rl2[-1].mean():.2f} (train {seconds:.0f}s)", flush=True)
     refs = {name: [reference_totals(name, family, tasks, n, seed=s) for s in range(args.seeds)]
-            for name in ("random", "psrl")}
+            for name in ("random", "psrl", "greedy")}
     oracle = np.asarray(jax.vmap(family.optimum)(tasks)) * n
     paper = PAPER.get(n, {})
     lines = [HEADER]
     summaries = {}
-    for name, vals in [("RL² (ours)", rl2), ("PSRL", refs["psrl"]), ("random", refs["random"]),
-                       ("oracle (knows the MDP)", [oracle])]:
+    for name, vals in [("RL² (ours)", rl2), ("PSRL", refs["psrl"]), ("greedy", refs["greedy"]),
+                       ("random", refs["random"]), ("oracle (knows the MDP)", [oracle])]:
         key = {"RL² (ours)": "rl2", "PSRL": "psrl"}.get(name, name)
         text, summaries[key] = row(name, vals, str(paper.get(key, "—")))
         lines.append(text)

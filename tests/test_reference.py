@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -45,9 +46,9 @@ def test_gittins_finite_horizon_table_properties():
 
 
 def test_registry_and_errors():
-    assert set(ref.REFERENCE) == {"random", "ucb1", "thompson", "gittins", "psrl"}
+    assert set(ref.REFERENCE) == {"random", "ucb1", "thompson", "gittins", "psrl", "greedy"}
     assert ref.reference_names(Bandit()) == ["random", "ucb1", "thompson", "gittins"]
-    assert ref.reference_names(TabularMDP()) == ["random", "psrl"]
+    assert ref.reference_names(TabularMDP()) == ["random", "psrl", "greedy"]
     with pytest.raises(UserError):
         ref.reference_curve("psrl", Bandit(), Bandit().tasks("test", 2),
                             key=jax.random.PRNGKey(0), episodes=2)
@@ -86,6 +87,24 @@ def test_psrl_beats_random_on_mdps():
     assert ps["return"].sum(-1).mean() > rnd["return"].sum(-1).mean() + 20
     # PSRL improves within the trial
     assert ps["return"][:, -3:].mean() > ps["return"][:, 0].mean() + 1
+
+
+def test_greedy_follows_the_posterior_mean_mdp():
+    """Greedy plans once per episode on the posterior mean MDP (like PSRL, without the
+    sample): on a one-state MDP without reward noise whose actions pay -5, 3, -5, it
+    follows the first plan for a whole episode, then switches to the best action."""
+    fam = TabularMDP(states=1, actions=3, horizon=4, reward_noise=0.0)
+    task = {"transitions": jnp.ones((1, 1, 3, 1)), "rewards": jnp.array([[[-5.0, 3.0, -5.0]]])}
+    out = ref.reference_curve("greedy", fam, task, key=jax.random.PRNGKey(0), episodes=3)
+    # episode 1: all actions at the prior mean 1, ties break towards action 0 (4 x -5);
+    # its posterior mean (1 - 20) / 5 falls below 1, so action 1 (3 > 1) is kept after
+    np.testing.assert_allclose(out["return"], [[-20, 12, 12]])
+    mdp = TabularMDP()
+    tasks = mdp.tasks("test", 100)
+    totals = {n: float(ref.reference_curve(n, mdp, tasks, key=jax.random.PRNGKey(0),
+                                           episodes=10)["return"].sum(-1).mean())
+              for n in ("greedy", "random")}
+    assert totals["greedy"] > totals["random"] + 20, totals
 
 
 def test_random_on_a_family_with_success():

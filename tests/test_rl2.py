@@ -4,6 +4,7 @@ learning-regression test on a 2-armed bandit."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -88,3 +89,40 @@ def test_lr_anneals_linearly_to_zero():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):
         RL2Config(lr_anneal_iterations=-1)
+
+
+def test_value_time_reaches_the_critic_only():
+    """With ``value_time`` the value head sees 1 - t / trial_steps (t counted in the carry);
+    the action distribution is the same function of the inputs as without it."""
+    from adaptrl import policies
+
+    plain = policies.RecurrentPolicy(4, 3, True, hidden=8, input_layer=6)
+    timed = policies.RecurrentPolicy(4, 3, True, hidden=8, input_layer=6, trial_steps=10)
+    p_plain, p_timed = plain.init(key=jax.random.PRNGKey(0)), timed.init(key=jax.random.PRNGKey(0))
+    assert p_timed["net"]["value_head"]["kernel"].shape == (2 * 8 + 1, 1)
+    assert p_plain["net"]["input_layer"]["kernel"].shape == (4, 6)
+    # same policy weights: identical logits, step after step
+    p_timed["net"] = {**p_timed["net"], **{k: v for k, v in p_plain["net"].items()
+                                           if k != "value_head"}}
+    xs = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+    c_plain, c_timed = plain.initial_carry(), timed.initial_carry()
+    for i, x in enumerate(xs):
+        c_plain, d_plain, _ = plain.step(p_plain, c_plain, x)
+        c_timed, d_timed, v = timed.step(p_timed, c_timed, x)
+        np.testing.assert_array_equal(d_plain.logits, d_timed.logits)
+        assert float(c_timed[2]) == i + 1
+    # the value moves with the time feature alone (hidden state held fixed)
+    h = (c_timed[0], c_timed[1])
+    v_early = timed.step(p_timed, (*h, jnp.float32(0.0)), xs[0])[2]
+    v_late = timed.step(p_timed, (*h, jnp.float32(9.0)), xs[0])[2]
+    assert float(v_early) != float(v_late)
+    with pytest.raises(ValueError):
+        RL2Config(input_layer=-1)
+
+
+def test_value_time_trains_on_tabular_mdp():
+    fam = TabularMDP(horizon=3)
+    algo = RL2(RL2Config(**TINY, value_time=True, input_layer=8), fam)
+    assert algo.policy.trial_steps == 4 * 3
+    state, metrics = _train(algo, 2)
+    assert np.isfinite(float(metrics["loss"]))

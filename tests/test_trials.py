@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import gymnasium as gym
 import jax
@@ -102,3 +103,20 @@ def test_gru_policy_replay_matches_sampling():
     np.testing.assert_allclose(values, tr.value, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(policies.log_prob(dist, tr.action), tr.log_prob, rtol=1e-5,
                                atol=1e-6)
+
+
+def test_greedy_trial_takes_the_most_likely_action():
+    @dataclasses.dataclass(frozen=True)
+    class Leaning:  # prefers action 1 only slightly
+        def initial_carry(self):
+            return jnp.zeros(())
+
+        def step(self, params, carry, x):
+            return carry, policies.Categorical(jnp.array([0.0, 0.1])), carry
+
+    fam = Ticker()
+    run = functools.partial(trials.trial, fam, Leaning(), None, jnp.float32(1.0), episodes=20)
+    greedy = run(key=jax.random.PRNGKey(0), greedy=True)
+    sampled = run(key=jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(greedy.action, 1)
+    assert 0 < int(sampled.action.sum()) < sampled.action.size

@@ -125,19 +125,33 @@ def policy_for(observation_space: gym.spaces.Space, action_space: gym.spaces.Spa
 # ---- recurrent policies (RL²) -----------------------------------------------------------
 class GRUActorCritic(nn.Module):
     """Two GRUs over the same input stream: one feeds the action head, one the value head
-    (Duan et al. 2016 use a GRU policy and a GRU baseline). The carry is ``(h_pi, h_v)``."""
+    (Duan et al. 2016 use a GRU policy and a GRU baseline), optionally after a shared ReLU
+    layer of width ``input_layer`` over the input (0: none). The carry is
+    ``(h_pi, h_v, t)``, ``t`` the number of steps taken since the carry was reset.
+
+    With ``trial_steps > 0`` the value head also sees the fraction of the trial still to
+    come, ``1 - t / trial_steps``, through a small tanh layer: the return still to collect
+    is roughly proportional to it, and a GRU counting 100 steps on its own is imprecise.
+    Only the critic sees it; the policy's input is RL²'s alone."""
 
     hidden: int
     out: int
+    trial_steps: int = 0
+    input_layer: int = 0
 
     @nn.compact
     def __call__(self, carry, x):
-        h_pi, h_v = carry
+        h_pi, h_v, t = carry
+        if self.input_layer:
+            x = nn.relu(nn.Dense(self.input_layer, name="input_layer")(x))
         h_pi, y_pi = nn.GRUCell(self.hidden, name="policy_gru")(h_pi, x)
         h_v, y_v = nn.GRUCell(self.hidden, name="value_gru")(h_v, x)
         out = nn.Dense(self.out, name="policy_head")(y_pi)
+        if self.trial_steps:
+            left = (1.0 - t / self.trial_steps)[..., None]
+            y_v = jnp.concatenate([y_v, left, left * y_v], -1)
         value = nn.Dense(1, name="value_head")(y_v)[..., 0]
-        return (h_pi, h_v), out, value
+        return (h_pi, h_v, t + 1.0), out, value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,14 +169,17 @@ class RecurrentPolicy:
     discrete: bool
     hidden: int = 256
     init_log_std: float = 0.0
+    trial_steps: int = 0  # > 0: the value head sees the fraction of the trial still to come
+    input_layer: int = 0  # > 0: width of a ReLU layer over the input, shared by both GRUs
 
     @property
     def net(self) -> GRUActorCritic:
-        return GRUActorCritic(self.hidden, self.action_dim)
+        return GRUActorCritic(self.hidden, self.action_dim, self.trial_steps,
+                              self.input_layer)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()):
         h = jnp.zeros((*batch_shape, self.hidden), jnp.float32)
-        return (h, h)
+        return (h, h, jnp.zeros(batch_shape, jnp.float32))
 
     def init(self, *, key: jax.Array):
         x = jnp.zeros((self.input_dim,), jnp.float32)

@@ -74,12 +74,20 @@ class RL2Config:
     # initial log standard deviation of Gaussian policies
     eval_trials: int = 1
     # trials per task averaged at meta-test time (adaptation curve)
+    eval_greedy: bool = False
+    # at meta-test time act with the policy's most likely action instead of sampling
+    input_layer: int = 0
+    # if > 0, a ReLU layer of this width over the input, shared by the policy and value GRUs
+    value_time: bool = False
+    # the value head (only) also sees the fraction of the trial still to come
 
     def __post_init__(self) -> None:
         for name in ("trial_episodes", "trials_per_iteration", "hidden", "ppo_epochs",
                      "minibatches", "eval_trials"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.input_layer <= 4096:
+            raise ValueError("input_layer must be between 0 and 4096")
         if self.lr_anneal_iterations < 0:
             raise ValueError("lr_anneal_iterations must be >= 0")
         if self.trials_per_iteration % self.minibatches:
@@ -104,9 +112,10 @@ PAPER = {
     "bandit": {"iterations": 700, "trial_episodes": 10, "trials_per_iteration": 256,
                "hidden": 128, "discount": 1.0, "lr": 2e-3, "lr_anneal_iterations": 700,
                "entropy_coef": 0.001, "reward_scale": 0.1},
-    "tabular-mdp": {"iterations": 600, "trial_episodes": 10, "trials_per_iteration": 256,
-                    "hidden": 128, "discount": 0.99, "gae_lambda": 0.3, "lr": 2e-3,
-                    "lr_anneal_iterations": 600, "entropy_coef": 0.001, "reward_scale": 0.1},
+    "tabular-mdp": {"iterations": 1600, "trial_episodes": 10, "trials_per_iteration": 256,
+                    "hidden": 128, "input_layer": 128, "value_time": True, "discount": 0.99,
+                    "gae_lambda": 0.3, "lr": 2e-3, "lr_anneal_iterations": 1600,
+                    "entropy_coef": 0.01, "reward_scale": 0.1},
     "point-nav": {"iterations": 300, "trial_episodes": 2, "trials_per_iteration": 64},
 }
 
@@ -142,7 +151,9 @@ class RL2(Algorithm):
         discrete = isinstance(space, gym.spaces.Discrete)
         self.policy = policies.RecurrentPolicy(
             trials.input_dim(family), trials.action_encoding_dim(space), discrete,
-            hidden=config.hidden, init_log_std=config.init_log_std)
+            hidden=config.hidden, init_log_std=config.init_log_std,
+            trial_steps=config.trial_episodes * family.horizon if config.value_time else 0,
+            input_layer=config.input_layer)
         lr = config.lr
         if config.lr_anneal_iterations:
             # one Adam step per minibatch: ppo_epochs * minibatches steps per iteration
@@ -163,10 +174,10 @@ class RL2(Algorithm):
                 "iteration": jnp.array(0, jnp.int32)}
 
     # ---- collect ---------------------------------------------------------------------
-    def _trials(self, params, tasks, key, episodes: int) -> Trial:
+    def _trials(self, params, tasks, key, episodes: int, greedy: bool = False) -> Trial:
         keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
         run = functools.partial(trials.trial, self.family, self.policy, params,
-                                episodes=episodes)
+                                episodes=episodes, greedy=greedy)
         return jax.vmap(lambda task, k: run(task, key=k))(tasks, keys)
 
     def _advantages(self, tr: Trial):
@@ -229,12 +240,13 @@ class RL2(Algorithm):
     # ---- meta-test -----------------------------------------------------------------------
     def adaptation_curve(self, state, tasks, *, key, steps):
         """Return (and success) of episode 1..``steps + 1`` of a trial on each task:
-        ``{"return": [num_tasks, steps + 1]}``, averaged over ``eval_trials`` trials."""
+        ``{"return": [num_tasks, steps + 1]}``, averaged over ``eval_trials`` trials;
+        actions sampled from the policy (its most likely ones with ``eval_greedy``)."""
         episodes = steps + 1
         n = jax.tree.leaves(tasks)[0].shape[0]
         reps = self.config.eval_trials
         tiled = jax.tree.map(lambda x: jnp.repeat(x, reps, axis=0), tasks)
-        tr = self._trials(state["params"], tiled, key, episodes)
+        tr = self._trials(state["params"], tiled, key, episodes, self.config.eval_greedy)
         out = {"return": trials.episode_returns(tr, episodes).reshape(n, reps, episodes)
                .mean(1)}
         if self.family.has_success:

@@ -24,6 +24,9 @@ JAX-native RL family):
   of each episode sample an MDP from the posterior (Dirichlet(1) transitions, Normal
   rewards with the family's prior and known noise), solve it by finite-horizon value
   iteration and follow its optimal policy for the episode.
+* ``greedy`` — the same as ``psrl`` with the posterior *mean* MDP in place of a sample
+  (Duan et al.'s "Greedy" row): it exploits what it has seen and explores only where the
+  prior mean (reward 1, uniform transitions) looks better than what it knows.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ REFERENCE: dict[str, tuple[str, ...]] = {
     "thompson": ("bandit",),
     "gittins": ("bandit",),
     "psrl": ("tabular-mdp",),
+    "greedy": ("tabular-mdp",),
 }
 
 _FAMILY_TYPES: dict[str, type] = {"bandit": Bandit, "tabular-mdp": TabularMDP}
@@ -198,16 +202,21 @@ def _psrl_step(family: TabularMDP, task, q, carry, inputs):
     return (counts, r_sum.at[s, a].add(reward), r_n.at[s, a].add(1.0), obs, state), reward
 
 
-def _psrl_episode(family: TabularMDP, task, carry, key):
-    """Sample an MDP from the posterior, solve it, follow its optimal policy one episode."""
+def _psrl_episode(family: TabularMDP, sample: bool, task, carry, key):
+    """Take an MDP from the posterior (a sample, or its mean if not ``sample``), solve it,
+    follow its optimal policy for one episode."""
     counts, r_sum, r_n = carry
     k_p, k_r, k_reset, k_steps = jax.random.split(key, 4)
-    transitions = jax.random.dirichlet(k_p, family.dirichlet + counts)
+    alpha = family.dirichlet + counts
     prior_prec = 1.0 / max(family.reward_std, 1e-6) ** 2
     noise_prec = 1.0 / max(family.reward_noise, 1e-6) ** 2
     prec = prior_prec + noise_prec * r_n
     mean = (prior_prec * family.reward_mean + noise_prec * r_sum) / prec
-    rewards = mean + jax.random.normal(k_r, mean.shape) / jnp.sqrt(prec)
+    if sample:
+        transitions = jax.random.dirichlet(k_p, alpha)
+        rewards = mean + jax.random.normal(k_r, mean.shape) / jnp.sqrt(prec)
+    else:
+        transitions, rewards = alpha / alpha.sum(-1, keepdims=True), mean
     q = finite_horizon_values(transitions, rewards, family.horizon)
     obs, state = family.reset(k_reset, task)
     body = functools.partial(_psrl_step, family, task, q)
@@ -217,10 +226,10 @@ def _psrl_episode(family: TabularMDP, task, carry, key):
     return (counts, r_sum, r_n), rew.sum()
 
 
-def _psrl_trial(family: TabularMDP, episodes: int, task, key):
+def _psrl_trial(family: TabularMDP, episodes: int, sample: bool, task, key):
     S, A = family.states, family.actions
     init = (jnp.zeros((S, A, S)), jnp.zeros((S, A)), jnp.zeros((S, A)))
-    body = functools.partial(_psrl_episode, family, task)
+    body = functools.partial(_psrl_episode, family, sample, task)
     _, returns = jax.lax.scan(body, init, jax.random.split(key, episodes))
     return returns
 
@@ -274,8 +283,8 @@ def reference_curve(name: str, family: RLFamily, tasks: Any, *, key: jax.Array,
     n = jax.tree.leaves(tasks)[0].shape[0]
     keys = jax.random.split(key, n)
     out: dict[str, jax.Array] = {}
-    if name == "psrl":
-        fn = functools.partial(_psrl_trial, family, episodes)
+    if name in ("psrl", "greedy"):
+        fn = functools.partial(_psrl_trial, family, episodes, name == "psrl")
         out["return"] = jax.jit(jax.vmap(fn))(tasks, keys)
     elif name == "random" and not isinstance(family, Bandit):
         fn = functools.partial(_random_trial, family, episodes)

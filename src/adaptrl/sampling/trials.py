@@ -92,12 +92,12 @@ def _where(cond, new, old):
     return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
 
 
-def _trial_step(family: RLFamily, policy, params, task, carry: _Carry, key):
+def _trial_step(family: RLFamily, policy, params, task, greedy: bool, carry: _Carry, key):
     """One step of a trial: act, step the environment, roll over at episode ends."""
     k_act, k_env, k_reset = jax.random.split(key, 3)
     x = make_input(carry.obs, carry.prev_action, carry.prev_reward, carry.prev_done)
     h, dist, value = policy.step(params, carry.policy, x)
-    action = policies.sample(dist, key=k_act)
+    action = policies.mode(dist) if greedy else policies.sample(dist, key=k_act)
     obs, env_state, reward, terminal, info = family.step(k_env, carry.env_state, action, task)
     alive = carry.alive
     end_of_episode = carry.t + 1 == family.horizon
@@ -132,17 +132,18 @@ def initial_inputs(family: RLFamily):
 
 
 def trial(family: RLFamily, policy, params: Any, task: Any, *, key: jax.Array,
-          episodes: int) -> Trial:
+          episodes: int, greedy: bool = False) -> Trial:
     """One trial of ``episodes`` episodes of ``task``: arrays ``[episodes * horizon, ...]``.
 
     The policy's carry starts at ``policy.initial_carry()`` and is never reset inside.
+    Actions are sampled from the policy, or with ``greedy`` its most likely action.
     """
     k_reset, k_steps = jax.random.split(key)
     obs, env_state = family.reset(k_reset, task)
     prev_action, prev_reward, prev_done = initial_inputs(family)
     init = _Carry(policy.initial_carry(), obs, env_state, prev_action, prev_reward, prev_done,
                   jnp.array(True), jnp.array(0, jnp.int32))
-    body = functools.partial(_trial_step, family, policy, params, task)
+    body = functools.partial(_trial_step, family, policy, params, task, greedy)
     _, out = jax.lax.scan(body, init, jax.random.split(k_steps, episodes * family.horizon))
     return out
 
