@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import json
 import shlex
 import sys
 import time
@@ -16,6 +18,7 @@ from common import machine  # noqa: F401  (re-exported for the RL² scripts)
 from adaptrl.algos.rl2 import RL2, RL2Config
 from adaptrl.evaluation.reference import reference_curve
 from adaptrl.ops.stats import summarize
+from adaptrl.runs import atomic_write
 
 
 def command() -> str:
@@ -25,14 +28,46 @@ def command() -> str:
 SAVED = Path("runs/benchmarks")
 
 
+def add_common_args(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("--seeds", type=int, default=1, help="meta-training seeds")
+    p.add_argument("--test-tasks", type=int, default=1000)
+    p.add_argument("--iterations", type=int, default=None, help="override the settings' length")
+    p.add_argument("--out", default=out)
+    p.add_argument("--no-write", action="store_true")
+    p.add_argument("--reuse", action="store_true",
+                   help="evaluate the states kept in runs/benchmarks/ by an earlier run of the "
+                        "same settings instead of training again")
+
+
+def run_length(settings: dict, iterations: int | None) -> tuple[int, dict]:
+    """(iterations, RL2Config options) of ``settings``, optionally made ``iterations`` long;
+    a step-size schedule is stretched to the run actually made."""
+    opts = dict(settings)
+    iters = iterations or opts["iterations"]
+    del opts["iterations"]
+    if opts.get("lr_anneal_iterations") and iterations:
+        opts["lr_anneal_iterations"] = iters
+    return iters, opts
+
+
 def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, name: str,
-              log_every: int = 50):
+              reuse: bool = False, log_every: int = 50):
     """Train RL² and return (algo, state, seconds excluding compilation, compile seconds).
 
-    The trained state is kept in ``runs/benchmarks/{name}_seed{seed}.msgpack`` (read it back
-    with :func:`load_state`) so its evaluation can be repeated without training again."""
+    The trained state is kept in ``runs/benchmarks/{name}_seed{seed}.msgpack``, its config
+    and timings beside it in ``.json``. With ``reuse``, a kept state of the same config and
+    length is loaded instead of training again (to redo the evaluation and the write-up)."""
     algo = RL2(config, family)
     state = algo.init(key=jax.random.PRNGKey(seed))
+    path = SAVED / f"{name}_seed{seed}"
+    meta = {"config": repr(config), "family": repr(family), "iterations": iterations}
+    if reuse and path.with_suffix(".json").exists():
+        kept = json.loads(path.with_suffix(".json").read_text())
+        if {k: kept.get(k) for k in meta} == meta:
+            state = flax.serialization.from_bytes(state, path.with_suffix(".msgpack").read_bytes())
+            print(f"  seed {seed}: reusing {path}.msgpack", flush=True)
+            return algo, state, kept["seconds"], kept["compile_seconds"]
+        print(f"  seed {seed}: {path}.json holds another run; training", flush=True)
     update = jax.jit(algo.update)
     t0 = time.perf_counter()
     state, metrics = update(state)
@@ -47,16 +82,10 @@ def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, name: st
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0
     SAVED.mkdir(parents=True, exist_ok=True)
-    (SAVED / f"{name}_seed{seed}.msgpack").write_bytes(flax.serialization.to_bytes(state))
+    atomic_write(path.with_suffix(".msgpack"), flax.serialization.to_bytes(state))
+    atomic_write(path.with_suffix(".json"), json.dumps(
+        {**meta, "seconds": seconds, "compile_seconds": compile_s}, indent=1).encode())
     return algo, state, seconds, compile_s
-
-
-def load_state(family, config: RL2Config, *, seed: int, name: str):
-    """The (algo, state) kept by :func:`train_rl2`."""
-    algo = RL2(config, family)
-    template = algo.init(key=jax.random.PRNGKey(seed))
-    data = (SAVED / f"{name}_seed{seed}.msgpack").read_bytes()
-    return algo, flax.serialization.from_bytes(template, data)
 
 
 def rl2_totals(algo, state, tasks, episodes: int, *, seed: int) -> np.ndarray:

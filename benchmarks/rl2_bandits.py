@@ -15,7 +15,18 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from _rl2_common import HEADER, command, machine, now, reference_totals, rl2_totals, row, train_rl2
+from _rl2_common import (
+    HEADER,
+    add_common_args,
+    command,
+    machine,
+    now,
+    reference_totals,
+    rl2_totals,
+    row,
+    run_length,
+    train_rl2,
+)
 
 from adaptrl.algos.rl2 import RL2Config
 from adaptrl.tasks.bandit import Bandit
@@ -70,19 +81,17 @@ NOTES = [
 ]
 
 
-def run_setting(k: int, n: int, *, seeds: int, test_tasks: int, iterations: int | None):
-    opts = dict(SETTINGS[(k, n)])
-    iters = iterations or opts.pop("iterations")
-    opts.pop("iterations", None)
-    if opts.get("lr_anneal_iterations") and iterations:
-        opts["lr_anneal_iterations"] = iters  # anneal over the run actually made
+def run_setting(k: int, n: int, *, seeds: int, test_tasks: int, iterations: int | None,
+                reuse: bool):
+    iters, opts = run_length(SETTINGS[(k, n)], iterations)
     family = Bandit(arms=k, pulls=1)
     config = RL2Config(trial_episodes=n, **opts)
     tasks = family.tasks("test", test_tasks)
     rl2, times = [], []
     for seed in range(seeds):
         algo, state, seconds, compile_s = train_rl2(family, config, iters, seed=seed,
-                                                            name=f"rl2_bandits_k{k}n{n}")
+                                                            name=f"rl2_bandits_k{k}n{n}",
+                                                            reuse=reuse)
         times.append((seconds, compile_s))
         rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
         print(f"k={k} n={n} seed {seed}: RL² {rl2[-1].mean():.2f} "
@@ -142,11 +151,7 @@ def verdict(sections: dict[tuple[int, int], str]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default="5x10,5x100,10x100", help="comma-separated KxN")
-    p.add_argument("--seeds", type=int, default=1, help="meta-training seeds per setting")
-    p.add_argument("--test-tasks", type=int, default=1000)
-    p.add_argument("--iterations", type=int, default=None, help="override every setting")
-    p.add_argument("--out", default="docs/results/rl2_bandits.md")
-    p.add_argument("--no-write", action="store_true")
+    add_common_args(p, "docs/results/rl2_bandits.md")
     args = p.parse_args()
     settings = [tuple(int(x) for x in s.split("x")) for s in args.settings.split(",")]
     head = [
@@ -168,7 +173,7 @@ def main() -> None:
     sections = split_sections(out.read_text()) if out.exists() else {}
     for k, n in settings:
         lines = run_setting(k, n, seeds=args.seeds, test_tasks=args.test_tasks,
-                            iterations=args.iterations)
+                            iterations=args.iterations, reuse=args.reuse)
         sections[(k, n)] = "\n".join(lines).rstrip("\n") + "\n"
         if not args.no_write:  # after each setting, so partial results survive
             out.parent.mkdir(parents=True, exist_ok=True)
