@@ -104,14 +104,15 @@ class RL2Config:
 
 # Per-family settings. Duan et al. used TRPO with GRU-256 policies and far more samples;
 # these are the PPO settings of our benchmarks (benchmarks/rl2_*.py, docs/results/), which
-# train in minutes on a CPU. For the bandit family, a trial is ``pulls * trial_episodes``
+# train in 2 to 60 minutes on one CPU core. For the bandit family, a trial is ``pulls * trial_episodes``
 # pulls (the family's default: 10 x 10 = 100 pulls); Duan's n-pull trials are
 # ``tasks.pulls=1, algo.trial_episodes=n``. ``lr_anneal_iterations`` equals ``iterations``:
 # change both together (the step size reaches 0 at the end of the run).
 PAPER = {
-    "bandit": {"iterations": 700, "trial_episodes": 10, "trials_per_iteration": 256,
-               "hidden": 128, "discount": 1.0, "lr": 2e-3, "lr_anneal_iterations": 700,
-               "entropy_coef": 0.001, "reward_scale": 0.1},
+    "bandit": {"iterations": 1000, "trial_episodes": 10, "trials_per_iteration": 256,
+               "hidden": 128, "input_layer": 128, "value_time": True, "discount": 1.0,
+               "lr": 2e-3, "lr_anneal_iterations": 1000, "entropy_coef": 0.001,
+               "reward_scale": 0.1},
     "tabular-mdp": {"iterations": 1600, "trial_episodes": 10, "trials_per_iteration": 256,
                     "hidden": 128, "input_layer": 128, "value_time": True, "discount": 0.99,
                     "gae_lambda": 0.3, "lr": 2e-3, "lr_anneal_iterations": 1600,
