@@ -149,7 +149,8 @@ def main() -> None:
         "episode starts in state 0. PSRL (Osband et al. 2013) samples an MDP from its "
         "posterior each episode; the oracle row is n × the exact optimal episode return "
         "(finite-horizon value iteration on the true MDP). The Duan et al. column is copied "
-        "from REFERENCES.md (marked unverified there). RL² is trained with PPO (not TRPO) "
+        "from REFERENCES.md (marked unverified there), except Greedy's 134.8 (the paper's "
+        "Table 2 as quoted by a public re-implementation). RL² is trained with PPO (not TRPO) "
         "on one core of a 2-CPU machine (the other core ran another benchmark).", "",
     ]
     out = Path(args.out)
