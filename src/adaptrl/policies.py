@@ -130,9 +130,10 @@ class GRUActorCritic(nn.Module):
     ``(h_pi, h_v, t)``, ``t`` the number of steps taken since the carry was reset.
 
     With ``trial_steps > 0`` the value head also sees the fraction of the trial still to
-    come, ``1 - t / trial_steps``, through a small tanh layer: the return still to collect
-    is roughly proportional to it, and a GRU counting 100 steps on its own is imprecise.
-    Only the critic sees it; the policy's input is RL²'s alone."""
+    come, ``left = 1 - t / trial_steps``: its input is ``[y_v, left, left * y_v]``, since
+    the return still to collect is roughly the GRU's estimate of the reward rate times
+    ``left``, and a GRU counting 100 steps on its own is imprecise. Only the critic sees
+    it; the policy's input is RL²'s alone."""
 
     hidden: int
     out: int

@@ -104,10 +104,10 @@ class RL2Config:
 
 # Per-family settings. Duan et al. used TRPO with GRU-256 policies and far more samples;
 # these are the PPO settings of our benchmarks (benchmarks/rl2_*.py, docs/results/), which
-# train in 2 to 60 minutes on one CPU core. For the bandit family, a trial is ``pulls * trial_episodes``
-# pulls (the family's default: 10 x 10 = 100 pulls); Duan's n-pull trials are
-# ``tasks.pulls=1, algo.trial_episodes=n``. ``lr_anneal_iterations`` equals ``iterations``:
-# change both together (the step size reaches 0 at the end of the run).
+# train in 2 to 60 minutes on one CPU core. For the bandit family, a trial is
+# ``pulls * trial_episodes`` pulls (the family's default: 10 x 10 = 100 pulls); Duan's n-pull
+# trials are ``tasks.pulls=1, algo.trial_episodes=n``. ``lr_anneal_iterations`` equals
+# ``iterations``: change both together (the step size reaches 0 at the end of the run).
 PAPER = {
     "bandit": {"iterations": 1000, "trial_episodes": 10, "trials_per_iteration": 256,
                "hidden": 128, "input_layer": 128, "value_time": True, "discount": 1.0,
