@@ -105,9 +105,8 @@ def run_setting(k: int, n: int, *, seeds: int, test_tasks: int, iterations: int 
     tasks = family.tasks("test", test_tasks)
     rl2, times = [], []
     for seed in range(seeds):
-        algo, state, seconds, compile_s = train_rl2(family, config, iters, seed=seed,
-                                                            name=f"rl2_bandits_k{k}n{n}",
-                                                            reuse=reuse)
+        algo, state, seconds, compile_s = train_rl2(
+            family, config, iters, seed=seed, name=f"rl2_bandits_k{k}n{n}", reuse=reuse)
         times.append((seconds, compile_s))
         rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
         print(f"k={k} n={n} seed {seed}: RL² {rl2[-1].mean():.2f} "

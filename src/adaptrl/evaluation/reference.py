@@ -24,9 +24,11 @@ JAX-native RL family):
   of each episode sample an MDP from the posterior (Dirichlet(1) transitions, Normal
   rewards with the family's prior and known noise), solve it by finite-horizon value
   iteration and follow its optimal policy for the episode.
-* ``greedy`` — the same as ``psrl`` with the posterior *mean* MDP in place of a sample
-  (Duan et al.'s "Greedy" row): it exploits what it has seen and explores only where the
-  prior mean (reward 1, uniform transitions) looks better than what it knows.
+* ``greedy`` — the same as ``psrl`` with the posterior *mean* MDP in place of a sample:
+  it exploits what it has seen and explores only where the prior mean (reward 1, uniform
+  transitions) looks better than what it knows. Named after Duan et al.'s "Greedy" row,
+  but it scores far above it (150.7 vs 134.8 with 10 episodes;
+  docs/results/rl2_mdp.md), so theirs was a different, weaker rule.
 """
 
 from __future__ import annotations
