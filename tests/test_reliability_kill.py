@@ -41,8 +41,10 @@ SETTINGS = {
                        "algo.trial_episodes=2", "tasks.pulls=3", "algo.hidden=8",
                        "algo.ppo_epochs=1"]),
 }
-#: kills per algorithm (>= 20 in all)
-KILLS = {"maml-vpg": 3, "maml-trpo": 6, "maml-ppo": 6, "rl2": 6}
+#: kills planned per algorithm. The test demands >= 20 delivered; a chain ends early when a
+#: resumed run finishes its last iterations inside the random pause before a kill (a timing
+#: race under load), so 24 are planned to keep that demand without flaking.
+KILLS = {"maml-vpg": 6, "maml-trpo": 6, "maml-ppo": 6, "rl2": 6}
 
 
 def subprocess_env(cache: Path) -> dict[str, str]:
