@@ -48,6 +48,14 @@ SETTINGS = {
                     reward_scale=0.1, lr=2e-3, lr_anneal_iterations=1000, entropy_coef=0.001,
                     value_time=True, input_layer=128),
 }
+# ``--architecture transformer``: RL² with the causal-transformer policy, changes to the
+# GRU settings above (results in docs/results/rl2_bandits_transformer.md)
+TRANSFORMER = {
+    (5, 10): dict(architecture="transformer", hidden=64, layers=2, heads=4, iterations=400,
+                  lr_anneal_iterations=400),
+    (5, 100): dict(architecture="transformer", hidden=64, layers=2, heads=4, iterations=300,
+                   lr_anneal_iterations=300),
+}
 REFS = ("random", "ucb1", "thompson", "gittins")
 # why the k=10, n=100 settings differ from the others (written into the results file)
 NOTES = [
@@ -97,16 +105,32 @@ NOTES = [
 ]
 
 
+TRANSFORMER_NOTES = [
+    "## Settings and why", "",
+    "The policy is `RL2Config(architecture=\"transformer\")`: a causal transformer (2 "
+    "pre-LayerNorm blocks of 4-head self-attention and a ReLU MLP, width 64, learned "
+    "position embeddings) over the trial's inputs so far, with one trunk for the action "
+    "and value heads. Its memory is the attention cache of the trial's steps, reset "
+    "between trials as the GRU's state is; while acting it takes one step at a time "
+    "against that cache, and the PPO update evaluates each recorded trial in one "
+    "parallel pass (tested to give the same outputs). All other settings are those of "
+    "the GRU runs of the same (k, n) in rl2_bandits.md; only the length differs.", "",
+]
+
+
 def run_setting(k: int, n: int, *, seeds: int, test_tasks: int, iterations: int | None,
-                reuse: bool):
-    iters, opts = run_length(SETTINGS[(k, n)], iterations)
+                reuse: bool, architecture: str = "gru"):
+    settings, name = SETTINGS[(k, n)], f"rl2_bandits_k{k}n{n}"
+    if architecture == "transformer":
+        settings, name = {**settings, **TRANSFORMER[(k, n)]}, name + "_transformer"
+    iters, opts = run_length(settings, iterations)
     family = Bandit(arms=k, pulls=1)
     config = RL2Config(trial_episodes=n, **opts)
     tasks = family.tasks("test", test_tasks)
     rl2, times = [], []
     for seed in range(seeds):
         algo, state, seconds, compile_s = train_rl2(
-            family, config, iters, seed=seed, name=f"rl2_bandits_k{k}n{n}", reuse=reuse)
+            family, config, iters, seed=seed, name=name, reuse=reuse)
         times.append((seconds, compile_s))
         rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
         print(f"k={k} n={n} seed {seed}: RL² {rl2[-1].mean():.2f} "
@@ -166,11 +190,19 @@ def verdict(sections: dict[tuple[int, int], str]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default="5x10,5x100,10x100", help="comma-separated KxN")
-    add_common_args(p, "docs/results/rl2_bandits.md")
+    p.add_argument("--architecture", choices=["gru", "transformer"], default="gru",
+                   help="RL²'s policy network (transformer: settings "
+                        f"{', '.join(f'{k}x{n}' for k, n in TRANSFORMER)})")
+    add_common_args(p, "docs/results/rl2_bandits{}.md")
     args = p.parse_args()
+    transformer = args.architecture == "transformer"
+    args.out = args.out.format("_transformer" if transformer else "")
     settings = [tuple(int(x) for x in s.split("x")) for s in args.settings.split(",")]
+    if transformer:
+        settings = [s for s in settings if s in TRANSFORMER]
     head = [
-        "# RL² on Bernoulli bandits (Duan et al. 2016, Table 1)", "",
+        "# RL² on Bernoulli bandits (Duan et al. 2016, Table 1)"
+        + (", transformer policy" if transformer else ""), "",
         "Each setting below records the command, machine and date of the run that produced "
         "it: the script rewrites only the settings it runs (`--settings`) and keeps the "
         "others from the existing file. One trial per held-out task (meta-test split, "
@@ -189,13 +221,15 @@ def main() -> None:
     sections = split_sections(out.read_text()) if out.exists() else {}
     for k, n in settings:
         lines = run_setting(k, n, seeds=args.seeds, test_tasks=args.test_tasks,
-                            iterations=args.iterations, reuse=args.reuse)
+                            iterations=args.iterations, reuse=args.reuse,
+                            architecture=args.architecture)
         sections[(k, n)] = "\n".join(lines).rstrip("\n") + "\n"
         if not args.no_write:  # after each setting, so partial results survive
             out.parent.mkdir(parents=True, exist_ok=True)
             body = [sections[key] for key in sorted(sections)]
             out.write_text("\n".join(head) + "\n" + "\n".join(body) + "\n"
-                           + "\n".join(verdict(sections) + NOTES))
+                           + "\n".join(verdict(sections)
+                                       + (TRANSFORMER_NOTES if transformer else NOTES)))
             print(f"wrote {out}")
 
 

@@ -148,11 +148,16 @@ class GRUActorCritic(nn.Module):
         h_pi, y_pi = nn.GRUCell(self.hidden, name="policy_gru")(h_pi, x)
         h_v, y_v = nn.GRUCell(self.hidden, name="value_gru")(h_v, x)
         out = nn.Dense(self.out, name="policy_head")(y_pi)
-        if self.trial_steps:
-            left = (1.0 - t / self.trial_steps)[..., None]
-            y_v = jnp.concatenate([y_v, left, left * y_v], -1)
-        value = nn.Dense(1, name="value_head")(y_v)[..., 0]
-        return (h_pi, h_v, t + 1.0), out, value
+        return (h_pi, h_v, t + 1.0), out, _value_head(y_v, t, self.trial_steps)
+
+
+def _value_head(y: jax.Array, t: jax.Array, trial_steps: int) -> jax.Array:
+    """The value estimate ``[...]`` from features ``y [..., d]`` at trial step ``t``; with
+    ``trial_steps > 0`` from ``[y, left, left * y]``, ``left = 1 - t / trial_steps``."""
+    if trial_steps:
+        left = (1.0 - t / trial_steps)[..., None]
+        y = jnp.concatenate([y, left, left * y], -1)
+    return nn.Dense(1, name="value_head")(y)[..., 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,3 +198,97 @@ class RecurrentPolicy:
         carry, out, value = self.net.apply({"params": params["net"]}, carry, x)
         dist = Categorical(out) if self.discrete else Gaussian(out, params["log_std"])
         return carry, dist, value
+
+
+class TransformerActorCritic(nn.Module):
+    """A small causal transformer over the trial so far (pre-LayerNorm blocks of causal
+    self-attention and a ReLU MLP, learned position embeddings), shared by the action head
+    and the value head. ``decode=True`` processes one step ``x [..., 1, input_dim]`` against
+    the attention cache of the steps before (flax's ``"cache"`` collection); otherwise
+    ``x [S, input_dim]`` is a whole sequence and ``mask`` its attention mask."""
+
+    width: int
+    layers: int
+    heads: int
+    out: int
+    max_steps: int
+    trial_steps: int = 0
+    input_layer: int = 0
+
+    @nn.compact
+    def __call__(self, x, t, decode: bool, mask=None):
+        if self.input_layer:
+            x = nn.relu(nn.Dense(self.input_layer, name="input_layer")(x))
+        position = jnp.minimum(t, self.max_steps - 1).astype(jnp.int32)
+        h = nn.Dense(self.width)(x) + nn.Embed(self.max_steps, self.width)(position)
+        for _ in range(self.layers):
+            y = nn.LayerNorm()(h)
+            h = h + nn.MultiHeadDotProductAttention(self.heads, decode=decode)(y, mask=mask)
+            y = nn.LayerNorm()(h)
+            h = h + nn.Dense(self.width)(nn.relu(nn.Dense(4 * self.width)(y)))
+        h = nn.LayerNorm()(h)
+        return nn.Dense(self.out, name="policy_head")(h), _value_head(h, t, self.trial_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerPolicy:
+    """RL²'s policy and value function as a causal transformer over the trial's inputs —
+    the same interface as :class:`RecurrentPolicy`. The carry is the attention cache (keys
+    and values of every step taken so far, ``max_steps`` slots) and the step count ``t``;
+    resetting it (``initial_carry``) forgets the trial, as a GRU's reset does."""
+
+    input_dim: int
+    action_dim: int  # Gaussian: action dimensions; categorical: number of actions
+    discrete: bool
+    max_steps: int  # the longest trial, in steps (cache length and position embeddings)
+    width: int = 64
+    layers: int = 2
+    heads: int = 4
+    init_log_std: float = 0.0
+    trial_steps: int = 0  # > 0: the value head sees the fraction of the trial still to come
+    input_layer: int = 0  # > 0: width of a ReLU layer over the input
+
+    @property
+    def net(self) -> TransformerActorCritic:
+        return TransformerActorCritic(self.width, self.layers, self.heads, self.action_dim,
+                                      self.max_steps, self.trial_steps, self.input_layer)
+
+    def _init(self, key: jax.Array):
+        x = jnp.zeros((self.max_steps, self.input_dim), jnp.float32)
+        return self.net.init(key, x, jnp.arange(self.max_steps, dtype=jnp.float32), decode=True)
+
+    def initial_carry(self):
+        shapes = jax.eval_shape(self._init, jax.random.PRNGKey(0))["cache"]
+        cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return (cache, jnp.zeros((), jnp.float32))
+
+    def init(self, *, key: jax.Array):
+        params = {"net": self._init(key)["params"]}
+        if not self.discrete:
+            params["log_std"] = jnp.full((self.action_dim,), self.init_log_std, jnp.float32)
+        return params
+
+    def step(self, params, carry, x: jax.Array):
+        cache, t = carry
+        (out, value), new = self.net.apply({"params": params["net"], "cache": cache}, x[None],
+                                           t[None], decode=True, mutable=["cache"])
+        out, value = out[0], value[0]
+        dist = Categorical(out) if self.discrete else Gaussian(out, params["log_std"])
+        return (new["cache"], t + 1.0), dist, value
+
+    def sequence(self, params, xs: jax.Array, mask: jax.Array):
+        """All steps of a trial at once: ``xs [S, input_dim]``, ``mask [S]`` (1 for real
+        steps). For every real step, the same distribution and value as :meth:`step` applied
+        in turn from ``initial_carry`` over the real steps only (masked steps neither take a
+        position nor are attended to; their outputs are meaningless)."""
+        real = mask > 0
+        t = jnp.cumsum(real) - real  # real steps before each step
+        i = jnp.arange(xs.shape[0])
+        attend = ((i[:, None] >= i[None, :]) & real[None, :])[None]  # [heads=1, S, S]
+        out, value = self.net.apply({"params": params["net"]}, xs, t.astype(jnp.float32),
+                                    decode=False, mask=attend)
+        if self.discrete:
+            return Categorical(out), value
+        # per step, as a scan over :meth:`step` stacks it
+        dist = Gaussian(out, jnp.broadcast_to(params["log_std"], out.shape))
+        return dist, value

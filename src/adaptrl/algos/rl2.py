@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Literal
 
 import gymnasium as gym
 import jax
@@ -31,6 +32,7 @@ import optax
 
 from adaptrl import policies
 from adaptrl.algos.base import Algorithm, register
+from adaptrl.errors import UserError
 from adaptrl.ops import pg
 from adaptrl.ops.returns import gae
 from adaptrl.sampling import trials
@@ -43,8 +45,15 @@ class RL2Config:
     # episodes of one task per trial; the hidden state is reset only between trials
     trials_per_iteration: int = 128
     # trials collected per iteration, each on a freshly drawn task
+    architecture: Literal["gru", "transformer"] = "gru"
+    # the policy network: two GRUs (policy and value), or a small causal transformer over
+    # the trial so far whose attention cache is the memory (one trunk, two heads)
     hidden: int = 128
-    # width of the policy GRU and of the value GRU
+    # width of the policy GRU and of the value GRU, or of the transformer
+    layers: int = 2
+    # transformer blocks (attention + MLP); transformer only
+    heads: int = 4
+    # attention heads, dividing ``hidden``; transformer only
     lr: float = 1e-3
     # Adam step size
     lr_anneal_iterations: int = 0
@@ -86,6 +95,9 @@ class RL2Config:
                      "minibatches", "eval_trials"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.architecture == "transformer" and (
+                not 1 <= self.layers <= 64 or self.heads < 1 or self.hidden % self.heads):
+            raise ValueError("a transformer needs 1 <= layers <= 64 and heads dividing hidden")
         if not 0 <= self.input_layer <= 4096:
             raise ValueError("input_layer must be between 0 and 4096")
         if self.lr_anneal_iterations < 0:
@@ -150,11 +162,16 @@ class RL2(Algorithm):
         super().__init__(config, family)
         space = family.action_space
         discrete = isinstance(space, gym.spaces.Discrete)
-        self.policy = policies.RecurrentPolicy(
-            trials.input_dim(family), trials.action_encoding_dim(space), discrete,
-            hidden=config.hidden, init_log_std=config.init_log_std,
-            trial_steps=config.trial_episodes * family.horizon if config.value_time else 0,
-            input_layer=config.input_layer)
+        steps = config.trial_episodes * family.horizon
+        shape = (trials.input_dim(family), trials.action_encoding_dim(space), discrete)
+        common = dict(init_log_std=config.init_log_std, input_layer=config.input_layer,
+                      trial_steps=steps if config.value_time else 0)
+        if config.architecture == "transformer":
+            self.policy = policies.TransformerPolicy(
+                *shape, max_steps=steps, width=config.hidden, layers=config.layers,
+                heads=config.heads, **common)
+        else:
+            self.policy = policies.RecurrentPolicy(*shape, hidden=config.hidden, **common)
         lr = config.lr
         if config.lr_anneal_iterations:
             # one Adam step per minibatch: ppo_epochs * minibatches steps per iteration
@@ -244,6 +261,9 @@ class RL2(Algorithm):
         ``{"return": [num_tasks, steps + 1]}``, averaged over ``eval_trials`` trials;
         actions sampled from the policy (its most likely ones with ``eval_greedy``)."""
         episodes = steps + 1
+        if self.config.architecture == "transformer" and episodes > self.config.trial_episodes:
+            raise UserError(f"the transformer policy attends to at most trial_episodes="
+                            f"{self.config.trial_episodes} episodes; asked for {episodes}")
         n = jax.tree.leaves(tasks)[0].shape[0]
         reps = self.config.eval_trials
         tiled = jax.tree.map(lambda x: jnp.repeat(x, reps, axis=0), tasks)

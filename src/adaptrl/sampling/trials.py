@@ -160,8 +160,11 @@ def replay(policy, params: Any, inputs: jax.Array, mask: jax.Array):
 
     Returns ``(distributions [S, ...], values [S])`` — differentiable in ``params``; this is
     how the learner evaluates new parameters on old trials (backpropagation through the
-    whole trial).
+    whole trial). A policy with a ``sequence(params, inputs, mask)`` method (the
+    transformer) computes the same outputs for all steps at once.
     """
+    if hasattr(policy, "sequence"):  # e.g. a transformer: all steps in parallel
+        return policy.sequence(params, inputs, mask)
     body = functools.partial(_replay_step, policy, params)
     _, (dist, value) = jax.lax.scan(body, policy.initial_carry(), (inputs, mask))
     return dist, value
