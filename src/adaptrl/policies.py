@@ -45,6 +45,22 @@ class Categorical(NamedTuple):
 Distribution = Gaussian | Categorical
 
 
+def distribution(discrete: bool, out: jax.Array, params) -> Distribution:
+    """The action distribution of a network output ``out [..., action_dim]``: categorical
+    logits, or the mean of a Gaussian with the learned ``params["log_std"]``."""
+    if discrete:
+        return Categorical(out)
+    return Gaussian(out, jnp.broadcast_to(params["log_std"], out.shape))
+
+
+def _with_log_std(net_params, discrete: bool, action_dim: int, init_log_std: float):
+    """A policy's parameters: the network's, and a learned log-std for Gaussian actions."""
+    params = {"net": net_params}
+    if not discrete:
+        params["log_std"] = jnp.full((action_dim,), init_log_std, jnp.float32)
+    return params
+
+
 def log_prob(dist: Distribution, action: jax.Array) -> jax.Array:
     """log π(a|s), summed over action dimensions."""
     if isinstance(dist, Gaussian):
@@ -99,16 +115,11 @@ class Policy:
         return MLP(self.hidden, self.action_dim)
 
     def init(self, *, key: jax.Array):
-        params = {"net": self.net.init(key, jnp.zeros((1, self.obs_dim)))["params"]}
-        if not self.discrete:
-            params["log_std"] = jnp.full((self.action_dim,), self.init_log_std, jnp.float32)
-        return params
+        net = self.net.init(key, jnp.zeros((1, self.obs_dim)))["params"]
+        return _with_log_std(net, self.discrete, self.action_dim, self.init_log_std)
 
     def apply(self, params, obs: jax.Array) -> Distribution:
-        out = self.net.apply({"params": params["net"]}, obs)
-        if self.discrete:
-            return Categorical(out)
-        return Gaussian(out, params["log_std"])
+        return distribution(self.discrete, self.net.apply({"params": params["net"]}, obs), params)
 
 
 def policy_for(observation_space: gym.spaces.Space, action_space: gym.spaces.Space, *,
@@ -189,15 +200,12 @@ class RecurrentPolicy:
 
     def init(self, *, key: jax.Array):
         x = jnp.zeros((self.input_dim,), jnp.float32)
-        params = {"net": self.net.init(key, self.initial_carry(), x)["params"]}
-        if not self.discrete:
-            params["log_std"] = jnp.full((self.action_dim,), self.init_log_std, jnp.float32)
-        return params
+        net = self.net.init(key, self.initial_carry(), x)["params"]
+        return _with_log_std(net, self.discrete, self.action_dim, self.init_log_std)
 
     def step(self, params, carry, x: jax.Array):
         carry, out, value = self.net.apply({"params": params["net"]}, carry, x)
-        dist = Categorical(out) if self.discrete else Gaussian(out, params["log_std"])
-        return carry, dist, value
+        return carry, distribution(self.discrete, out, params), value
 
 
 class TransformerActorCritic(nn.Module):
@@ -263,18 +271,14 @@ class TransformerPolicy:
         return (cache, jnp.zeros((), jnp.float32))
 
     def init(self, *, key: jax.Array):
-        params = {"net": self._init(key)["params"]}
-        if not self.discrete:
-            params["log_std"] = jnp.full((self.action_dim,), self.init_log_std, jnp.float32)
-        return params
+        net = self._init(key)["params"]
+        return _with_log_std(net, self.discrete, self.action_dim, self.init_log_std)
 
     def step(self, params, carry, x: jax.Array):
         cache, t = carry
         (out, value), new = self.net.apply({"params": params["net"], "cache": cache}, x[None],
                                            t[None], decode=True, mutable=["cache"])
-        out, value = out[0], value[0]
-        dist = Categorical(out) if self.discrete else Gaussian(out, params["log_std"])
-        return (new["cache"], t + 1.0), dist, value
+        return (new["cache"], t + 1.0), distribution(self.discrete, out[0], params), value[0]
 
     def sequence(self, params, xs: jax.Array, mask: jax.Array):
         """All steps of a trial at once: ``xs [S, input_dim]``, ``mask [S]`` (1 for real
@@ -287,8 +291,4 @@ class TransformerPolicy:
         attend = ((i[:, None] >= i[None, :]) & real[None, :])[None]  # [heads=1, S, S]
         out, value = self.net.apply({"params": params["net"]}, xs, t.astype(jnp.float32),
                                     decode=False, mask=attend)
-        if self.discrete:
-            return Categorical(out), value
-        # per step, as a scan over :meth:`step` stacks it
-        dist = Gaussian(out, jnp.broadcast_to(params["log_std"], out.shape))
-        return dist, value
+        return distribution(self.discrete, out, params), value
