@@ -29,6 +29,10 @@ SAVED = Path("runs/benchmarks")
 
 
 def add_common_args(p: argparse.ArgumentParser, out: str) -> None:
+    """The options every RL² benchmark takes; ``out`` is the default results file, ``{}``
+    in it standing where ``_transformer`` goes for the transformer policy."""
+    p.add_argument("--architecture", choices=["gru", "transformer"], default="gru",
+                   help="RL²'s policy network; each has its own settings and results file")
     p.add_argument("--seeds", type=int, default=1, help="meta-training seeds")
     p.add_argument("--test-tasks", type=int, default=1000)
     p.add_argument("--iterations", type=int, default=None, help="override the settings' length")
@@ -37,6 +41,15 @@ def add_common_args(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--reuse", action="store_true",
                    help="evaluate the states kept in runs/benchmarks/ by an earlier run of the "
                         "same settings instead of training again")
+
+
+def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line; ``args.suffix`` is ``"_transformer"`` for the transformer
+    policy (in the results file's name and the kept states' names), else ``""``."""
+    args = p.parse_args()
+    args.suffix = "_transformer" if args.architecture == "transformer" else ""
+    args.out = args.out.format(args.suffix)
+    return args
 
 
 def run_length(settings: dict, iterations: int | None) -> tuple[int, dict]:

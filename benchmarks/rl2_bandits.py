@@ -7,6 +7,7 @@ runs with ``pulls=1`` (an episode is one pull, as in the paper) and RL²'s
 
     .venv/bin/python benchmarks/rl2_bandits.py            # all settings, writes the results
     .venv/bin/python benchmarks/rl2_bandits.py --settings 5x10 --iterations 100 --no-write
+    .venv/bin/python benchmarks/rl2_bandits.py --architecture transformer --seeds 3
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from _rl2_common import (
     command,
     machine,
     now,
+    parse,
     reference_totals,
     rl2_totals,
     row,
@@ -190,15 +192,11 @@ def verdict(sections: dict[tuple[int, int], str]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default="5x10,5x100,10x100", help="comma-separated KxN")
-    p.add_argument("--architecture", choices=["gru", "transformer"], default="gru",
-                   help="RL²'s policy network (transformer: settings "
-                        f"{', '.join(f'{k}x{n}' for k, n in TRANSFORMER)})")
     add_common_args(p, "docs/results/rl2_bandits{}.md")
-    args = p.parse_args()
+    args = parse(p)
     transformer = args.architecture == "transformer"
-    args.out = args.out.format("_transformer" if transformer else "")
     settings = [tuple(int(x) for x in s.split("x")) for s in args.settings.split(",")]
-    if transformer:
+    if transformer:  # the settings the transformer has been tuned for
         settings = [s for s in settings if s in TRANSFORMER]
     head = [
         "# RL² on Bernoulli bandits (Duan et al. 2016, Table 1)"
