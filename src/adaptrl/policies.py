@@ -10,7 +10,7 @@ for discrete actions. The module-level functions act on either distribution.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import flax.linen as nn
 import gymnasium as gym
@@ -91,13 +91,15 @@ def entropy(dist: Distribution) -> jax.Array:
 
 def kl(p: Distribution, q: Distribution) -> jax.Array:
     """KL(p || q), summed over action dimensions."""
-    if isinstance(p, Gaussian):
+    if isinstance(p, Gaussian) and isinstance(q, Gaussian):
         var_p, var_q = jnp.exp(2 * p.log_std), jnp.exp(2 * q.log_std)
         terms = q.log_std - p.log_std + (var_p + (p.mean - q.mean) ** 2) / (2 * var_q) - 0.5
         return jnp.sum(jnp.broadcast_to(terms, jnp.broadcast_shapes(p.mean.shape, q.mean.shape)),
                        axis=-1)
-    logp, logq = jax.nn.log_softmax(p.logits), jax.nn.log_softmax(q.logits)
-    return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
+    if isinstance(p, Categorical) and isinstance(q, Categorical):
+        logp, logq = jax.nn.log_softmax(p.logits), jax.nn.log_softmax(q.logits)
+        return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
+    raise TypeError("KL between a Gaussian and a categorical distribution")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,13 +121,14 @@ class Policy:
         return _with_log_std(net, self.discrete, self.action_dim, self.init_log_std)
 
     def apply(self, params, obs: jax.Array) -> Distribution:
-        return distribution(self.discrete, self.net.apply({"params": params["net"]}, obs), params)
+        out = cast(jax.Array, self.net.apply({"params": params["net"]}, obs))
+        return distribution(self.discrete, out, params)
 
 
 def policy_for(observation_space: gym.spaces.Space, action_space: gym.spaces.Space, *,
                hidden: tuple[int, ...], init_log_std: float = 0.0) -> Policy:
     """The Gaussian or categorical MLP policy that fits a pair of Gymnasium spaces."""
-    obs_dim = int(observation_space.shape[0])
+    obs_dim = gym.spaces.flatdim(observation_space)
     if isinstance(action_space, gym.spaces.Discrete):
         return Policy(obs_dim, int(action_space.n), True, hidden, init_log_std)
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
@@ -204,7 +207,7 @@ class RecurrentPolicy:
         return _with_log_std(net, self.discrete, self.action_dim, self.init_log_std)
 
     def step(self, params, carry, x: jax.Array):
-        carry, out, value = self.net.apply({"params": params["net"]}, carry, x)
+        carry, out, value = cast(tuple, self.net.apply({"params": params["net"]}, carry, x))
         return carry, distribution(self.discrete, out, params), value
 
 

@@ -39,7 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -149,7 +149,7 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
     fields = {
         "run": {f.name for f in dataclasses.fields(RunSettings)},
         "algo": {f.name for f in dataclasses.fields(cls.Config)},
-        "tasks": {f.name for f in dataclasses.fields(fam.factory)},
+        "tasks": {f.name for f in dataclasses.fields(cast(Any, fam.factory))},
     }
     for item in sets:
         path, value = cfg.parse_set(item)

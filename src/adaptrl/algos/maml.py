@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +33,7 @@ from adaptrl.ops import baselines, pg, trpo
 from adaptrl.ops.returns import gae
 from adaptrl.policies import MLP
 from adaptrl.sampling import rollout
-from adaptrl.tasks.base import RegressionFamily
+from adaptrl.tasks.base import RegressionFamily, RLFamily
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,8 +205,8 @@ class MAML(Algorithm):
                                      flat(traj.mask))
             return baselines.predict_linear(w, traj.obs, traj.t), returns
         if c.baseline == "learned":
-            v = self.value_net.apply({"params": state["value"]["params"]},
-                                     _time_features(traj.obs, traj.t))[..., 0]
+            v = cast(jax.Array, self.value_net.apply({"params": state["value"]["params"]},
+                                                     _time_features(traj.obs, traj.t)))[..., 0]
             return v * traj.mask, returns
         return jnp.zeros_like(traj.reward), returns
 
@@ -241,7 +241,7 @@ class MAML(Algorithm):
         of every step (index 0 = before adaptation) and the final adapted parameters."""
         trajs, batches = [], []
         for k in jax.random.split(key, steps + 1):
-            traj = rollout.episodes(self.family, self.policy, params, task, key=k, num=episodes)
+            traj = rollout.episodes(cast(RLFamily, self.family), self.policy, params, task, key=k, num=episodes)
             batch, _ = self._batch(state, traj)
             trajs.append(traj)
             batches.append(batch)
@@ -405,7 +405,7 @@ class MAML(Algorithm):
 
     def _task_loss(self, params, task, key):
         c = self.config
-        family: RegressionFamily = self.family
+        family = cast(RegressionFamily, self.family)
         x, y = family.data(key, task, 2 * c.shots)
         support, query = (x[: c.shots], y[: c.shots]), (x[c.shots:], y[c.shots:])
         for _ in range(c.inner_steps):
@@ -431,8 +431,9 @@ class MAML(Algorithm):
     def _regression_curve(self, params, task, key, *, steps, eval_points: int = 100):
         c = self.config
         k_support, k_query = jax.random.split(key)
-        support = self.family.data(k_support, task, c.shots)
-        query = self.family.data(k_query, task, eval_points)
+        family = cast(RegressionFamily, self.family)
+        support = family.data(k_support, task, c.shots)
+        query = family.data(k_query, task, eval_points)
         mses = [self._mse(params, query)]
         for _ in range(steps):
             params = inner_step(self._mse, params, support, lr=c.inner_lr, first_order=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import jax
@@ -37,6 +37,7 @@ from adaptrl.ops import pg
 from adaptrl.ops.returns import gae
 from adaptrl.sampling import trials
 from adaptrl.sampling.trials import Trial
+from adaptrl.tasks.base import RLFamily
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +121,7 @@ class RL2Config:
 # ``pulls * trial_episodes`` pulls (the family's default: 10 x 10 = 100 pulls); Duan's n-pull
 # trials are ``tasks.pulls=1, algo.trial_episodes=n``. ``lr_anneal_iterations`` equals
 # ``iterations``: change both together (the step size reaches 0 at the end of the run).
-PAPER = {
+PAPER: dict[str, dict[str, Any]] = {
     "bandit": {"iterations": 1000, "trial_episodes": 10, "trials_per_iteration": 256,
                "hidden": 128, "input_layer": 128, "value_time": True, "discount": 1.0,
                "lr": 2e-3, "lr_anneal_iterations": 1000, "entropy_coef": 0.001,
@@ -158,14 +159,17 @@ class RL2(Algorithm):
     paper_defaults = PAPER
     default_iterations = 300
 
-    def __init__(self, config: RL2Config, family):
+    family: RLFamily  # kinds = ("rl",)
+
+    def __init__(self, config: RL2Config, family: RLFamily):
         super().__init__(config, family)
         space = family.action_space
         discrete = isinstance(space, gym.spaces.Discrete)
         steps = config.trial_episodes * family.horizon
         shape = (trials.input_dim(family), trials.action_encoding_dim(space), discrete)
-        common = dict(init_log_std=config.init_log_std, input_layer=config.input_layer,
+        common: dict[str, Any] = dict(init_log_std=config.init_log_std, input_layer=config.input_layer,
                       trial_steps=steps if config.value_time else 0)
+        self.policy: policies.RecurrentPolicy | policies.TransformerPolicy
         if config.architecture == "transformer":
             self.policy = policies.TransformerPolicy(
                 *shape, max_steps=steps, width=config.hidden, layers=config.layers,

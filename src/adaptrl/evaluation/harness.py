@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -17,13 +17,13 @@ import numpy as np
 from adaptrl import runs
 from adaptrl.errors import UserError
 from adaptrl.ops.stats import summarize
-from adaptrl.tasks.base import TaskFamily
+from adaptrl.tasks.base import RLFamily, Split, TaskFamily
 
 #: tasks scored per jitted call, to bound memory on large evaluations
 CHUNK = 100
 
 
-def score_tasks(curve_fn: Callable, family: TaskFamily, split: str, num_tasks: int, *,
+def score_tasks(curve_fn: Callable, family: TaskFamily, split: Split, num_tasks: int, *,
                 key: jax.Array) -> dict[str, np.ndarray]:
     """Run ``curve_fn(tasks, key=...) -> {measure: [n, K+1]}`` over the first ``num_tasks``
     tasks of ``split`` in chunks; returns ``{measure: [num_tasks, K+1]}``."""
@@ -45,7 +45,7 @@ def summarize_curves(per_seed: Sequence[dict[str, np.ndarray]], measure: str,
     steps = per_seed[0][measure].shape[1]
     curve = []
     for k in range(steps):
-        point = {"adaptation_steps": k}
+        point: dict[str, Any] = {"adaptation_steps": k}
         stats = summarize([s[measure][:, k] for s in per_seed])
         point.update({key: stats[key] for key in ("mean", "iqm", "ci_low", "ci_high")})
         if "success" in per_seed[0]:
@@ -54,7 +54,7 @@ def summarize_curves(per_seed: Sequence[dict[str, np.ndarray]], measure: str,
     return curve
 
 
-def _result(algo: str, tasks: str, family: TaskFamily, unit: str, per_seed, *, split: str,
+def _result(algo: str, tasks: str, family: TaskFamily, unit: str, per_seed, *, split: Split,
             num_tasks: int, seed: int) -> dict[str, Any]:
     result: dict[str, Any] = {
         "algo": algo, "tasks": tasks, "split": split, "num_tasks": num_tasks,
@@ -78,7 +78,7 @@ def _check_sizes(num_tasks: int, steps: int) -> None:
         raise UserError(f"--adapt-steps must be between 0 and 1000, got {steps}")
 
 
-def evaluate_runs(run_dirs: Sequence[Path], *, split: str = "test", num_tasks: int = 40,
+def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks: int = 40,
                   steps: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Meta-test one or more runs of the same algorithm and family (one per seed)."""
     if not run_dirs:
@@ -105,14 +105,14 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: str = "test", num_tasks: i
 
 
 def evaluate_reference(name: str, family: TaskFamily, family_name: str, *, steps: int,
-                       split: str = "test", num_tasks: int = 40, seed: int = 0) -> dict[str, Any]:
+                       split: Split = "test", num_tasks: int = 40, seed: int = 0) -> dict[str, Any]:
     """Score a reference strategy (random, UCB1, Gittins, PSRL, ...) exactly as a learned
     agent: a trial of ``steps + 1`` episodes on the same held-out tasks."""
     from adaptrl.evaluation.reference import reference_curve
 
     _check_sizes(num_tasks, steps)
     per = score_tasks(
-        lambda tasks, *, key: reference_curve(name, family, tasks, key=key, episodes=steps + 1),
+        lambda tasks, *, key: reference_curve(name, cast(RLFamily, family), tasks, key=key, episodes=steps + 1),
         family, split, num_tasks, key=jax.random.PRNGKey(seed))
     return _result(name, family_name, family, "episodes", [per], split=split,
                    num_tasks=num_tasks, seed=seed)

@@ -34,7 +34,7 @@ JAX-native RL family):
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import jax
@@ -285,8 +285,9 @@ def reference_curve(name: str, family: RLFamily, tasks: Any, *, key: jax.Array,
     n = jax.tree.leaves(tasks)[0].shape[0]
     keys = jax.random.split(key, n)
     out: dict[str, jax.Array] = {}
+    # supports() has checked the family's type for the strategy
     if name in ("psrl", "greedy"):
-        fn = functools.partial(_psrl_trial, family, episodes, name == "psrl")
+        fn = functools.partial(_psrl_trial, cast(TabularMDP, family), episodes, name == "psrl")
         out["return"] = jax.jit(jax.vmap(fn))(tasks, keys)
     elif name == "random" and not isinstance(family, Bandit):
         fn = functools.partial(_random_trial, family, episodes)
@@ -295,9 +296,10 @@ def reference_curve(name: str, family: RLFamily, tasks: Any, *, key: jax.Array,
         if family.has_success:
             out["success"] = succ.astype(jnp.float32)
     else:
-        table = (jnp.asarray(gittins_table_finite(episodes * family.pulls))
+        bandit = cast(Bandit, family)
+        table = (jnp.asarray(gittins_table_finite(episodes * bandit.pulls))
                  if name == "gittins" else jnp.zeros((1, 1, 1)))
-        fn = functools.partial(_bandit_trial, family, name)
+        fn = functools.partial(_bandit_trial, bandit, name)
         out["return"] = jax.jit(jax.vmap(fn, in_axes=(None, None, 0, 0)),
                                 static_argnums=1)(table, episodes, tasks, keys)
     return out

@@ -65,7 +65,7 @@ class _Carry(NamedTuple):
 def action_encoding_dim(action_space: gym.spaces.Space) -> int:
     if isinstance(action_space, gym.spaces.Discrete):
         return int(action_space.n)
-    return int(action_space.shape[0])
+    return gym.spaces.flatdim(action_space)
 
 
 def encode_action(action: jax.Array, action_space: gym.spaces.Space) -> jax.Array:

@@ -36,7 +36,7 @@ class Bandit(RLFamily):
             raise ValueError("pulls must be between 1 and 100000")
 
     @property
-    def horizon(self) -> int:
+    def horizon(self) -> int:  # type: ignore[override]  # derived from pulls
         return self.pulls
 
     @property

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
@@ -104,7 +103,7 @@ class TaskFamily(abc.ABC):
 class RLFamily(TaskFamily):
     """Abstract: a family of MDPs with a functional, jittable environment."""
 
-    horizon: ClassVar[int] = 0  # overridden by a field or property in each family
+    horizon: int  # steps per episode: a field or property of each family
 
     @property
     @abc.abstractmethod
@@ -142,7 +141,7 @@ class RegressionFamily(TaskFamily):
 class FamilyEntry:
     name: str
     description: str
-    factory: Callable[..., TaskFamily]
+    factory: type[TaskFamily]  # a frozen dataclass
     defaults: dict[str, Any]
 
 

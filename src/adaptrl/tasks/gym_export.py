@@ -47,9 +47,10 @@ class _JaxEnv(gym.Env):
         self.task = task
         self.action_space = _space32(family.action_space)
         self._sample = jax.jit(family.sample_one)
-        self._key = None
+        self._key: jax.Array | None = None
 
     def _next_key(self) -> jax.Array:
+        assert self._key is not None, "reset() first"
         self._key, key = jax.random.split(self._key)
         return key
 
