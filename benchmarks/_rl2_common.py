@@ -22,7 +22,9 @@ from adaptrl.runs import atomic_write
 
 
 def command() -> str:
-    return " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
+    """The command that regenerates the results. ``--reuse`` is left out: it only evaluates
+    again the states that run kept, and training is deterministic per seed."""
+    return " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv] if a != "--reuse")
 
 
 SAVED = Path("runs/benchmarks")
