@@ -130,6 +130,16 @@ def row(name: str, per_seed: list[np.ndarray], paper: str = "") -> tuple[str, di
     return text, s
 
 
+# what ``--architecture transformer`` trains, for the results files' notes
+TRANSFORMER_POLICY = (
+    "The policy is `RL2Config(architecture=\"transformer\")`: a causal transformer (2 "
+    "pre-LayerNorm blocks of 4-head self-attention and a ReLU MLP, width 64, learned position "
+    "embeddings) over the trial's inputs so far, one trunk for the action and value heads. "
+    "Its memory is the attention cache of the trial's steps, reset between trials as the "
+    "GRU's state is; while acting it takes one step at a time against that cache, and the "
+    "PPO update evaluates each recorded trial in one parallel pass (tested to give the same "
+    "outputs).")
+
 HEADER = ("| strategy | mean ± 95% CI (normal) | IQM [95% stratified-bootstrap CI] | "
           "trials | Duan et al. |\n|---|---|---|---|---|")
 

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 from _rl2_common import (
     HEADER,
+    TRANSFORMER_POLICY,
     add_common_args,
     command,
     machine,
@@ -105,15 +106,11 @@ NOTES = [
 
 TRANSFORMER_NOTES = [
     "## Settings", "",
-    "`RL2Config(architecture=\"transformer\")`: a causal transformer (2 pre-LayerNorm "
-    "blocks of 4-head self-attention and a ReLU MLP, width 64, learned position "
-    "embeddings) over the trial's inputs so far, one trunk for the action and value heads, "
-    "its attention cache the only memory (reset between trials). Otherwise the GRU "
-    "settings of rl2_mdp.md, with step size 1e-3 annealed to 0 and no input layer or "
-    "trial-time critic (the transformer sees positions). A 300-iteration run, 20 minutes "
-    "on one core: about where the GRU stands after a similar time (its 150-iteration "
-    "pilots gave 121.0, 800 iterations 129.7), so on this family the transformer is "
-    "no shortcut to the target.", "",
+    TRANSFORMER_POLICY + " Otherwise the GRU settings of rl2_mdp.md, with step size 1e-3 "
+    "annealed to 0 and no input layer or trial-time critic (the transformer sees positions). "
+    "A 300-iteration run, 20 minutes on one core: about where the GRU stands after a "
+    "similar time (its 150-iteration pilots gave 121.0, 800 iterations 129.7), so on this "
+    "family the transformer is no shortcut to the target.", "",
 ]
 
 
