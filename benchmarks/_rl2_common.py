@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import shlex
@@ -65,6 +66,19 @@ def run_length(settings: dict, iterations: int | None) -> tuple[int, dict]:
     return iters, opts
 
 
+def _same_run(kept: dict, meta: dict, config: RL2Config) -> bool:
+    """Whether a kept state's sidecar describes the run ``meta``. Configs are compared as
+    values, so a field added to RL2Config since (with its default) still matches."""
+    if (kept.get("family"), kept.get("iterations")) != (meta["family"], meta["iterations"]):
+        return False
+    if "fields" not in kept:  # sidecars written before the fields were kept
+        return kept.get("config") == meta["config"]
+    try:
+        return RL2Config(**kept["fields"]) == config
+    except (TypeError, ValueError):  # a field since removed or renamed
+        return False
+
+
 def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, name: str,
               reuse: bool = False, log_every: int = 50):
     """Train RL² and return (algo, state, seconds excluding compilation, compile seconds).
@@ -75,10 +89,11 @@ def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, name: st
     algo = RL2(config, family)
     state = algo.init(key=jax.random.PRNGKey(seed))
     path = SAVED / f"{name}_seed{seed}"
-    meta = {"config": repr(config), "family": repr(family), "iterations": iterations}
+    meta = {"config": repr(config), "family": repr(family), "iterations": iterations,
+            "fields": dataclasses.asdict(config)}
     if reuse and path.with_suffix(".json").exists():
         kept = json.loads(path.with_suffix(".json").read_text())
-        if {k: kept.get(k) for k in meta} == meta:
+        if _same_run(kept, meta, config):
             state = flax.serialization.from_bytes(state, path.with_suffix(".msgpack").read_bytes())
             print(f"  seed {seed}: reusing {path}.msgpack", flush=True)
             return algo, state, kept["seconds"], kept["compile_seconds"]
