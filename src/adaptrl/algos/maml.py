@@ -241,7 +241,8 @@ class MAML(Algorithm):
         of every step (index 0 = before adaptation) and the final adapted parameters."""
         trajs, batches = [], []
         for k in jax.random.split(key, steps + 1):
-            traj = rollout.episodes(cast(RLFamily, self.family), self.policy, params, task, key=k, num=episodes)
+            traj = rollout.episodes(cast(RLFamily, self.family), self.policy, params, task,
+                                    key=k, num=episodes)
             batch, _ = self._batch(state, traj)
             trajs.append(traj)
             batches.append(batch)

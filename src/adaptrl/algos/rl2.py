@@ -167,8 +167,9 @@ class RL2(Algorithm):
         discrete = isinstance(space, gym.spaces.Discrete)
         steps = config.trial_episodes * family.horizon
         shape = (trials.input_dim(family), trials.action_encoding_dim(space), discrete)
-        common: dict[str, Any] = dict(init_log_std=config.init_log_std, input_layer=config.input_layer,
-                      trial_steps=steps if config.value_time else 0)
+        common: dict[str, Any] = dict(init_log_std=config.init_log_std,
+                                      input_layer=config.input_layer,
+                                      trial_steps=steps if config.value_time else 0)
         self.policy: policies.RecurrentPolicy | policies.TransformerPolicy
         if config.architecture == "transformer":
             self.policy = policies.TransformerPolicy(

@@ -112,7 +112,8 @@ def evaluate_reference(name: str, family: TaskFamily, family_name: str, *, steps
 
     _check_sizes(num_tasks, steps)
     per = score_tasks(
-        lambda tasks, *, key: reference_curve(name, cast(RLFamily, family), tasks, key=key, episodes=steps + 1),
+        lambda tasks, *, key: reference_curve(name, cast(RLFamily, family), tasks, key=key,
+                                              episodes=steps + 1),
         family, split, num_tasks, key=jax.random.PRNGKey(seed))
     return _result(name, family_name, family, "episodes", [per], split=split,
                    num_tasks=num_tasks, seed=seed)
