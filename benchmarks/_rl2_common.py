@@ -14,6 +14,7 @@ from pathlib import Path
 import flax.serialization
 import jax
 import numpy as np
+import yaml
 from common import machine  # noqa: F401  (re-exported for the RL² scripts)
 
 from adaptrl.algos.rl2 import RL2, RL2Config
@@ -37,6 +38,9 @@ def add_common_args(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--architecture", choices=["gru", "transformer"], default="gru",
                    help="RL²'s policy network; each has its own settings and results file")
     p.add_argument("--seeds", type=int, default=1, help="meta-training seeds")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds first-seed .. first-seed + seeds - 1 (to train seeds in parallel "
+                        "processes, then gather them with --reuse)")
     p.add_argument("--test-tasks", type=int, default=1000)
     p.add_argument("--iterations", type=int, default=None, help="override the settings' length")
     p.add_argument("--out", default=out)
@@ -44,14 +48,28 @@ def add_common_args(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--reuse", action="store_true",
                    help="evaluate the states kept in runs/benchmarks/ by an earlier run of the "
                         "same settings instead of training again")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override an RL2Config field of the settings, e.g. gae_lambda=0.99; "
+                        "the kept states are then named after the overrides")
 
 
 def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
     """Parse the command line; ``args.suffix`` is ``"_transformer"`` for the transformer
-    policy (in the results file's name and the kept states' names), else ``""``."""
+    policy (in the results file's name and the kept states' names), else ``""``;
+    ``args.overrides`` holds the ``--set`` fields (values parsed as YAML) and ``args.tag``
+    names them for the kept states (``""`` without overrides); ``args.seed_list`` holds the
+    meta-training seeds."""
     args = p.parse_args()
     args.suffix = "_transformer" if args.architecture == "transformer" else ""
+    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
     args.out = args.out.format(args.suffix)
+    args.overrides = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            p.error(f"--set takes FIELD=VALUE, got {item!r}")
+        args.overrides[field] = yaml.safe_load(value)
+    args.tag = "".join(f"_{f}={v}" for f, v in args.overrides.items())
     return args
 
 
@@ -88,16 +106,17 @@ def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, name: st
     length is loaded instead of training again (to redo the evaluation and the write-up)."""
     algo = RL2(config, family)
     state = algo.init(key=jax.random.PRNGKey(seed))
-    path = SAVED / f"{name}_seed{seed}"
+    stem = SAVED / f"{name}_seed{seed}"  # the name may hold dots (--set values)
+    sidecar, saved = Path(f"{stem}.json"), Path(f"{stem}.msgpack")
     meta = {"config": repr(config), "family": repr(family), "iterations": iterations,
             "fields": dataclasses.asdict(config)}
-    if reuse and path.with_suffix(".json").exists():
-        kept = json.loads(path.with_suffix(".json").read_text())
+    if reuse and sidecar.exists():
+        kept = json.loads(sidecar.read_text())
         if _same_run(kept, meta, config):
-            state = flax.serialization.from_bytes(state, path.with_suffix(".msgpack").read_bytes())
-            print(f"  seed {seed}: reusing {path}.msgpack", flush=True)
+            state = flax.serialization.from_bytes(state, saved.read_bytes())
+            print(f"  seed {seed}: reusing {saved}", flush=True)
             return algo, state, kept["seconds"], kept["compile_seconds"]
-        print(f"  seed {seed}: {path}.json holds another run; training", flush=True)
+        print(f"  seed {seed}: {sidecar} holds another run; training", flush=True)
     update = jax.jit(algo.update)
     t0 = time.perf_counter()
     state, metrics = update(state)
@@ -112,8 +131,8 @@ def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, name: st
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0
     SAVED.mkdir(parents=True, exist_ok=True)
-    atomic_write(path.with_suffix(".msgpack"), flax.serialization.to_bytes(state))
-    atomic_write(path.with_suffix(".json"), json.dumps(
+    atomic_write(saved, flax.serialization.to_bytes(state))
+    atomic_write(sidecar, json.dumps(
         {**meta, "seconds": seconds, "compile_seconds": compile_s}, indent=1).encode())
     return algo, state, seconds, compile_s
 

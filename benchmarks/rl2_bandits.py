@@ -125,29 +125,31 @@ TRANSFORMER_NOTES = [
 ]
 
 
-def run_setting(k: int, n: int, *, seeds: int, test_tasks: int, iterations: int | None,
-                reuse: bool, architecture: str = "gru"):
+def run_setting(k: int, n: int, *, seeds: list[int], test_tasks: int, iterations: int | None,
+                reuse: bool, architecture: str = "gru", overrides: dict | None = None,
+                tag: str = ""):
     settings, name = SETTINGS[(k, n)], f"rl2_bandits_k{k}n{n}"
     if architecture == "transformer":
         settings, name = {**settings, **TRANSFORMER[(k, n)]}, name + "_transformer"
+    settings, name = {**settings, **(overrides or {})}, name + tag
     iters, opts = run_length(settings, iterations)
     family = Bandit(arms=k, pulls=1)
     config = RL2Config(trial_episodes=n, **opts)
     tasks = family.tasks("test", test_tasks)
     rl2, times = [], []
-    for seed in range(seeds):
+    for seed in seeds:
         algo, state, seconds, compile_s = train_rl2(
             family, config, iters, seed=seed, name=name, reuse=reuse)
         times.append((seconds, compile_s))
         rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
         print(f"k={k} n={n} seed {seed}: RL² {rl2[-1].mean():.2f} "
               f"(train {seconds:.0f}s + compile {compile_s:.0f}s)", flush=True)
-    refs = {name: [reference_totals(name, family, tasks, n, seed=s) for s in range(seeds)]
+    refs = {name: [reference_totals(name, family, tasks, n, seed=s) for s in seeds]
             for name in REFS}
     paper = PAPER.get((k, n), {})
     lines = [f"### k = {k} arms, n = {n} pulls per trial", "",
              f"Command: `{command()}`  ", f"Machine: {machine()}  ", f"Date: {now()}  ",
-             f"Meta-training seeds: {seeds}; held-out tasks: {test_tasks}.", "",
+             f"Meta-training seeds: {len(seeds)} ({', '.join(map(str, seeds))}); held-out tasks: {test_tasks}.", "",
              f"RL² config: `{config}`, {iters} iterations "
              f"({iters * config.trials_per_iteration * n:,} pulls of meta-training per seed).",
              "", HEADER]
@@ -223,9 +225,10 @@ def main() -> None:
     out = Path(args.out)
     sections = split_sections(out.read_text()) if out.exists() else {}
     for k, n in settings:
-        lines = run_setting(k, n, seeds=args.seeds, test_tasks=args.test_tasks,
+        lines = run_setting(k, n, seeds=args.seed_list, test_tasks=args.test_tasks,
                             iterations=args.iterations, reuse=args.reuse,
-                            architecture=args.architecture)
+                            architecture=args.architecture, overrides=args.overrides,
+                            tag=args.tag)
         sections[(k, n)] = "\n".join(lines).rstrip("\n") + "\n"
         if not args.no_write:  # after each setting, so partial results survive
             out.parent.mkdir(parents=True, exist_ok=True)

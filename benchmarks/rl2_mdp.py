@@ -13,7 +13,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import yaml
 from _rl2_common import (
     HEADER,
     TRANSFORMER_POLICY,
@@ -118,26 +117,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--episodes", type=int, default=10, help="episodes per trial (n)")
     add_common_args(p, "docs/results/rl2_mdp{}.md")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override an RL2Config field, e.g. gae_lambda=0.5")
     args = parse(p)
     n = args.episodes
-    opts = {**SETTINGS, **(TRANSFORMER if args.suffix else {})}
-    for item in args.set:
-        field, _, value = item.partition("=")
-        opts[field] = yaml.safe_load(value)
+    opts = {**SETTINGS, **(TRANSFORMER if args.suffix else {}), **args.overrides}
     iters, opts = run_length(opts, args.iterations)
     family = TabularMDP()
     config = RL2Config(trial_episodes=n, **opts)
     tasks = family.tasks("test", args.test_tasks)
     rl2, times = [], []
-    for seed in range(args.seeds):
+    for seed in args.seed_list:
         algo, state, seconds, compile_s = train_rl2(
-            family, config, iters, seed=seed, name=f"rl2_mdp_n{n}{args.suffix}", reuse=args.reuse)
+            family, config, iters, seed=seed, name=f"rl2_mdp_n{n}{args.suffix}{args.tag}", reuse=args.reuse)
         times.append((seconds, compile_s))
         rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
         print(f"seed {seed}: RL² {rl2[-1].mean():.2f} (train {seconds:.0f}s)", flush=True)
-    refs = {name: [reference_totals(name, family, tasks, n, seed=s) for s in range(args.seeds)]
+    refs = {name: [reference_totals(name, family, tasks, n, seed=s) for s in args.seed_list]
             for name in ("random", "psrl", "greedy")}
     oracle = np.asarray(jax.vmap(family.optimum)(tasks)) * n
     paper = PAPER.get(n, {})
