@@ -271,3 +271,32 @@ def test_config_path_roundtrip(tmp_path: Path):
     config = runs.resolve("rl2", "bandit", sets=["algo.hidden=8", "keep_checkpoints=5"])
     runs.create_run(tmp_path / "r", config)
     assert runs.load_run(tmp_path / "r") == config
+
+
+def test_step_size_schedule_follows_the_run_length(tmp_path: Path):
+    """The paper's RL² step size anneals to 0 over its run; a shorter or longer run keeps
+    that unless the user sets the schedule, and a run cannot be extended past its end."""
+    anneal = runs.ANNEAL
+    assert getattr(runs.resolve("rl2", "bandit").algo_options, anneal) == 1000
+    assert getattr(runs.resolve("rl2", "bandit", overrides={"iterations": 200}).algo_options,
+                   anneal) == 200
+    assert getattr(runs.resolve("rl2", "bandit", sets=["iterations=300"]).algo_options,
+                   anneal) == 300
+    for sets in (["iterations=300", f"algo.{anneal}=50"], ["iterations=300", f"{anneal}=50"]):
+        assert getattr(runs.resolve("rl2", "bandit", sets=sets).algo_options, anneal) == 50
+    config = runs.resolve("rl2", "bandit", file_data={"algo": {anneal: 0}, "iterations": 7})
+    assert getattr(config.algo_options, anneal) == 0
+    config = runs.resolve("rl2", "bandit", sets=["algo.hidden=8", "iterations=3"])
+    runs.create_run(tmp_path / "r", config)
+    with pytest.raises(UserError, match="step size reaches 0 at iteration 3"):
+        runs.extend_run(tmp_path / "r", 5)
+    assert runs.load_run(tmp_path / "r") == config  # nothing rewritten
+
+
+def test_extending_a_run_waits_for_no_trainer(tmp_path: Path):
+    config = runs.resolve("maml-vpg", "sinusoid", sets=["iterations=3"])
+    runs.create_run(tmp_path / "r", config)
+    with runs._locked(tmp_path / "r"), pytest.raises(UserError, match="another process"):
+        runs.extend_run(tmp_path / "r", 5)
+    assert runs.load_run(tmp_path / "r") == config
+    assert runs.extend_run(tmp_path / "r", 5).run.iterations == 5

@@ -130,6 +130,9 @@ def _set_path(layers: dict[str, dict[str, Any]], fields: dict[str, set[str]], pa
     layers[owners[0]][key] = value
 
 
+ANNEAL = "lr_anneal_iterations"  # an algorithm option: the step size reaches 0 after it
+
+
 def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
             sets: Sequence[str] = (), overrides: dict[str, Any] | None = None) -> ResolvedConfig:
     """Defaults < the paper's settings for (algo, family) < YAML file < ``--set`` < flags."""
@@ -138,6 +141,11 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
     cls = entry.cls
     paper = dict(cls.paper_defaults.get(tasks, {}))
     run_layer: dict[str, Any] = {"iterations": paper.pop("iterations", cls.default_iterations)}
+    # a paper step size that anneals to 0 over the run follows the run's length, unless the
+    # user sets its schedule (below)
+    follow = paper.get(ANNEAL) == run_layer["iterations"]
+    if follow:
+        del paper[ANNEAL]
     layers = {"run": run_layer, "algo": {**entry.defaults, **paper}, "tasks": dict(fam.defaults)}
     data = dict(file_data or {})
     for name in ("algo", "tasks"):
@@ -155,6 +163,8 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
         path, value = cfg.parse_set(item)
         _set_path(layers, fields, path, value)
     layers["run"].update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if follow and ANNEAL not in layers["algo"]:
+        layers["algo"][ANNEAL] = layers["run"]["iterations"]
     for key, value in entry.defaults.items():
         if layers["algo"].get(key) != value:
             raise UserError(f"{algo} fixes algo.{key}={value!r}; choose another algorithm name")
@@ -611,9 +621,15 @@ def extend_run(run_dir: Path, iterations: int) -> ResolvedConfig:
     if done and iterations < done[-1]:
         raise UserError(f"{run_dir} is already at iteration {done[-1]}; cannot shorten it "
                         f"to {iterations}")
+    anneal = getattr(config.algo_options, ANNEAL, 0)
+    if anneal and iterations > anneal:
+        raise UserError(f"{run_dir}: its step size reaches 0 at iteration {anneal} "
+                        f"(algo.{ANNEAL}), so training to {iterations} would not change it; "
+                        f"start a new run with --iterations {iterations}")
     new = dataclasses.replace(config, run=cfg.from_dict(
         RunSettings, {**cfg.to_dict(config.run), "iterations": iterations}))
-    atomic_write(run_dir / CONFIG_FILE, json.dumps(new.to_json(), indent=2).encode())
+    with _locked(run_dir):  # not while another process trains the run
+        atomic_write(run_dir / CONFIG_FILE, json.dumps(new.to_json(), indent=2).encode())
     return new
 
 

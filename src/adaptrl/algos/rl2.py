@@ -120,7 +120,8 @@ class RL2Config:
 # train in 2 to 60 minutes on one CPU core. For the bandit family, a trial is
 # ``pulls * trial_episodes`` pulls (the family's default: 10 x 10 = 100 pulls); Duan's n-pull
 # trials are ``tasks.pulls=1, algo.trial_episodes=n``. ``lr_anneal_iterations`` equals
-# ``iterations``: change both together (the step size reaches 0 at the end of the run).
+# ``iterations``: through ``adaptrl train`` the schedule follows the run's length (an
+# ``--iterations`` of 200 anneals over 200) unless ``algo.lr_anneal_iterations`` is set.
 PAPER: dict[str, dict[str, Any]] = {
     "bandit": {"iterations": 1000, "trial_episodes": 10, "trials_per_iteration": 256,
                "hidden": 128, "input_layer": 128, "value_time": True, "discount": 1.0,
