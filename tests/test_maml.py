@@ -75,6 +75,7 @@ def test_same_seed_same_metrics_and_no_retracing(algo):
     assert metrics[0] == metrics[1]
     assert len(traces) == 1
     assert all(np.isfinite(v) for row in metrics[0] for v in row.values())
+    assert all(row["grad_norm"] > 0 for row in metrics[0])  # the meta-gradient's norm
 
 
 def test_maml_point_nav_adaptation_helps():

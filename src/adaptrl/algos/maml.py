@@ -326,7 +326,8 @@ class MAML(Algorithm):
             max_kl=c.max_kl, max_backtracks=c.line_search_steps)
         return unravel(new_flat), {
             "outer_loss_before": loss_before, "outer_loss_after": loss_after, "kl": kl,
-            "line_search_accepted": accepted.astype(jnp.float32)}
+            "line_search_accepted": accepted.astype(jnp.float32),
+            "grad_norm": optax.tree.norm(grad)}
 
     def _adam(self, params, opt_state, inner, post, old_dist):
         """PPO (several epochs on the clipped objective) or VPG (one step), with Adam."""
@@ -337,12 +338,14 @@ class MAML(Algorithm):
             (loss, kl), grads = jax.value_and_grad(self._losses, has_aux=True)(
                 params, inner, post, old_dist)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), (loss, kl)
+            return (optax.apply_updates(params, updates), opt_state), (
+                loss, kl, optax.tree.norm(grads))
 
         epochs = c.ppo_epochs if c.outer == "ppo" else 1
-        (params, opt_state), (losses, kls) = jax.lax.scan(
+        (params, opt_state), (losses, kls, norms) = jax.lax.scan(
             epoch, (params, opt_state), None, length=epochs)
-        return params, opt_state, {"outer_loss_before": losses[0], "kl": kls[-1]}
+        return params, opt_state, {"outer_loss_before": losses[0], "kl": kls[-1],
+                                   "grad_norm": norms.mean()}
 
     def _update_rl(self, state):
         c = self.config
@@ -427,7 +430,8 @@ class MAML(Algorithm):
         updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
         new_state = dict(state, params=optax.apply_updates(state["params"], updates),
                          opt_state=opt_state, key=key, iteration=state["iteration"] + 1)
-        return new_state, {"query_mse_after_adaptation": loss}
+        return new_state, {"query_mse_after_adaptation": loss,
+                           "grad_norm": optax.tree.norm(grads)}
 
     def _regression_curve(self, params, task, key, *, steps, eval_points: int = 100):
         c = self.config

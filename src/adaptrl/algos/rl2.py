@@ -140,7 +140,8 @@ def _minibatch_step(algo: RL2, carry, batch):
     params, opt_state = carry
     (loss, aux), grads = jax.value_and_grad(algo.loss, has_aux=True)(params, batch)
     updates, opt_state = algo.optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), (loss, *aux)
+    return (optax.apply_updates(params, updates), opt_state), (loss, *aux,
+                                                                optax.tree.norm(grads))
 
 
 def _epoch(algo: RL2, data, carry, key):
@@ -244,7 +245,7 @@ class RL2(Algorithm):
 
         # meta-update: PPO epochs over minibatches of whole trials (BPTT through each trial)
         epoch = functools.partial(_epoch, self, (tr, adv, targets))
-        (params, opt_state), (loss, pol, val, ent, kl) = jax.lax.scan(
+        (params, opt_state), (loss, pol, val, ent, kl, grad_norm) = jax.lax.scan(
             epoch, (state["params"], state["opt_state"]), jax.random.split(k_epochs, c.ppo_epochs))
 
         ep_returns = trials.episode_returns(tr, c.trial_episodes)  # [B, E]
@@ -254,6 +255,7 @@ class RL2(Algorithm):
             f"return_episode{c.trial_episodes}": ep_returns[:, -1].mean(),
             "policy_loss": pol.mean(), "value_loss": val.mean(), "entropy": ent.mean(),
             "approx_kl": kl[-1].mean(), "loss": loss.mean(),
+            "grad_norm": grad_norm.mean(),  # of each minibatch's gradient, before clipping
         }
         if self.family.has_optimum:
             metrics["optimum"] = jax.vmap(self.family.optimum)(tasks).mean()
