@@ -126,7 +126,7 @@ PAPER: dict[str, dict[str, Any]] = {
     "bandit": {"iterations": 1000, "trial_episodes": 10, "trials_per_iteration": 256,
                "hidden": 128, "input_layer": 128, "value_time": True, "discount": 1.0,
                "lr": 2e-3, "lr_anneal_iterations": 1000, "entropy_coef": 0.001,
-               "reward_scale": 0.1},
+               "reward_scale": 0.1, "gae_lambda": 0.9},
     "tabular-mdp": {"iterations": 1600, "trial_episodes": 10, "trials_per_iteration": 256,
                     "hidden": 128, "input_layer": 128, "value_time": True, "discount": 0.99,
                     "gae_lambda": 0.3, "lr": 2e-3, "lr_anneal_iterations": 1600,
