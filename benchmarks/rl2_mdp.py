@@ -127,7 +127,8 @@ def main() -> None:
     rl2, times = [], []
     for seed in args.seed_list:
         algo, state, seconds, compile_s = train_rl2(
-            family, config, iters, seed=seed, name=f"rl2_mdp_n{n}{args.suffix}{args.tag}", reuse=args.reuse)
+            family, config, iters, seed=seed, name=f"rl2_mdp_n{n}{args.suffix}{args.tag}",
+            reuse=args.reuse)
         times.append((seconds, compile_s))
         rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
         print(f"seed {seed}: RL² {rl2[-1].mean():.2f} (train {seconds:.0f}s)", flush=True)
