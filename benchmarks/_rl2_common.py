@@ -14,10 +14,11 @@ from pathlib import Path
 import flax.serialization
 import jax
 import numpy as np
-import yaml
 from common import machine  # noqa: F401  (re-exported for the RL² scripts)
 
+from adaptrl import config as cfg
 from adaptrl.algos.rl2 import RL2, RL2Config
+from adaptrl.errors import UserError
 from adaptrl.evaluation.reference import reference_curve
 from adaptrl.ops.stats import summarize
 from adaptrl.runs import atomic_write
@@ -65,10 +66,13 @@ def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
     args.out = args.out.format(args.suffix)
     args.overrides = {}
     for item in args.set:
-        field, sep, value = item.partition("=")
-        if not sep or not field:
-            p.error(f"--set takes FIELD=VALUE, got {item!r}")
-        args.overrides[field] = yaml.safe_load(value)
+        try:
+            path, value = cfg.parse_set(item)  # the CLI's --set parser
+        except UserError as e:
+            p.error(str(e))
+        if len(path) != 1:
+            p.error(f"--set takes an RL2Config FIELD=VALUE, got {item!r}")
+        args.overrides[path[0]] = value
     args.tag = "".join(f"_{f}={v}" for f, v in args.overrides.items())
     return args
 

@@ -163,7 +163,8 @@ def run_setting(k: int, n: int, *, seeds: list[int], test_tasks: int, iterations
     paper = PAPER.get((k, n), {})
     lines = [f"### k = {k} arms, n = {n} pulls per trial", "",
              f"Command: `{command()}`  ", f"Machine: {machine()}  ", f"Date: {now()}  ",
-             f"Meta-training seeds: {len(seeds)} ({', '.join(map(str, seeds))}); held-out tasks: {test_tasks}.", "",
+             f"Meta-training seeds: {len(seeds)} ({', '.join(map(str, seeds))}); "
+             f"held-out tasks: {test_tasks}.", "",
              f"RL² config: `{config}`, {iters} iterations "
              f"({iters * config.trials_per_iteration * n:,} pulls of meta-training per seed).",
              "", HEADER]
