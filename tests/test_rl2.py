@@ -176,3 +176,36 @@ def test_value_time_trains_on_tabular_mdp():
     assert algo.policy.trial_steps == 4 * 3
     state, metrics = _train(algo, 2)
     assert np.isfinite(float(metrics["loss"]))
+
+
+def test_privileged_critic_sees_the_task_and_the_policy_does_not():
+    """``privileged_critic``: the value GRU's input carries the task's features; the action
+    distribution is unchanged by them (and by every critic weight), and replaying a
+    recorded trial with its context gives the values recorded while sampling it."""
+    from adaptrl.sampling import trials
+
+    fam = TabularMDP(states=3, actions=2, horizon=3)
+    task = fam.sample_one(jax.random.PRNGKey(0))
+    feats = fam.task_features(task)
+    np.testing.assert_array_equal(
+        feats, jnp.concatenate([task["rewards"].ravel(), task["transitions"].ravel()]))
+    assert fam.task_features_dim() == 3 * 2 + 3 * 2 * 3
+    algo = RL2(RL2Config(**TINY, privileged_critic=True, input_layer=8), fam)
+    pol = algo.policy
+    assert pol.context_dim == 24
+    params = algo.init(key=jax.random.PRNGKey(1))["params"]
+    tr = trials.trial(fam, pol, params, task, key=jax.random.PRNGKey(2), episodes=2)
+    dist, value = trials.replay(pol, params, tr.inputs, tr.mask, feats)
+    np.testing.assert_allclose(value, tr.value, rtol=1e-5, atol=1e-6)
+    other = fam.task_features(fam.sample_one(jax.random.PRNGKey(3)))
+    dist_other, value_other = trials.replay(pol, params, tr.inputs, tr.mask, other)
+    np.testing.assert_array_equal(dist.logits, dist_other.logits)
+    assert not np.allclose(value, value_other)
+    # no gradient flows from the critic's context into the action distribution
+    grad = jax.grad(lambda c: trials.replay(pol, params, tr.inputs, tr.mask, c)[0]
+                    .logits.sum())(feats)
+    assert not np.any(grad)
+    state, metrics = _train(algo, 2)
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
+    with pytest.raises(ValueError, match="privileged_critic"):
+        RL2Config(privileged_critic=True, architecture="transformer")

@@ -147,20 +147,29 @@ class GRUActorCritic(nn.Module):
     come, ``left = 1 - t / trial_steps``: its input is ``[y_v, left, left * y_v]``, since
     the return still to collect is roughly the GRU's estimate of the reward rate times
     ``left``, and a GRU counting 100 steps on its own is imprecise. Only the critic sees
-    it; the policy's input is RL²'s alone."""
+    it; the policy's input is RL²'s alone.
+
+    With ``privileged`` (a privileged critic), the value GRU's input also carries a ReLU
+    layer of width ``hidden`` over ``context``, the task's parameters
+    (:meth:`adaptrl.tasks.base.RLFamily.task_features`); the policy GRU never sees them."""
 
     hidden: int
     out: int
     trial_steps: int = 0
     input_layer: int = 0
+    privileged: bool = False
 
     @nn.compact
-    def __call__(self, carry, x):
+    def __call__(self, carry, x, context=None):
         h_pi, h_v, t = carry
         if self.input_layer:
             x = nn.relu(nn.Dense(self.input_layer, name="input_layer")(x))
         h_pi, y_pi = nn.GRUCell(self.hidden, name="policy_gru")(h_pi, x)
-        h_v, y_v = nn.GRUCell(self.hidden, name="value_gru")(h_v, x)
+        x_v = x
+        if self.privileged:
+            c = nn.relu(nn.Dense(self.hidden, name="critic_context")(context))
+            x_v = jnp.concatenate([x, jnp.broadcast_to(c, (*x.shape[:-1], c.shape[-1]))], -1)
+        h_v, y_v = nn.GRUCell(self.hidden, name="value_gru")(h_v, x_v)
         out = nn.Dense(self.out, name="policy_head")(y_pi)
         return (h_pi, h_v, t + 1.0), out, _value_head(y_v, t, self.trial_steps)
 
@@ -191,11 +200,12 @@ class RecurrentPolicy:
     init_log_std: float = 0.0
     trial_steps: int = 0  # > 0: the value head sees the fraction of the trial still to come
     input_layer: int = 0  # > 0: width of a ReLU layer over the input, shared by both GRUs
+    context_dim: int = 0  # > 0: a privileged critic; ``step`` takes the task's features [F]
 
     @property
     def net(self) -> GRUActorCritic:
         return GRUActorCritic(self.hidden, self.action_dim, self.trial_steps,
-                              self.input_layer)
+                              self.input_layer, privileged=self.context_dim > 0)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()):
         h = jnp.zeros((*batch_shape, self.hidden), jnp.float32)
@@ -203,11 +213,14 @@ class RecurrentPolicy:
 
     def init(self, *, key: jax.Array):
         x = jnp.zeros((self.input_dim,), jnp.float32)
-        net = self.net.init(key, self.initial_carry(), x)["params"]
+        context = jnp.zeros((self.context_dim,), jnp.float32) if self.context_dim else None
+        net = self.net.init(key, self.initial_carry(), x, context)["params"]
         return _with_log_std(net, self.discrete, self.action_dim, self.init_log_std)
 
-    def step(self, params, carry, x: jax.Array):
-        carry, out, value = cast(tuple, self.net.apply({"params": params["net"]}, carry, x))
+    def step(self, params, carry, x: jax.Array, context: jax.Array | None = None):
+        """``context``: the task's features ``[F]``, for a privileged critic only."""
+        carry, out, value = cast(tuple, self.net.apply({"params": params["net"]}, carry, x,
+                                                       context))
         return carry, distribution(self.discrete, out, params), value
 
 

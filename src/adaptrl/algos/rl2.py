@@ -90,6 +90,9 @@ class RL2Config:
     # if > 0, a ReLU layer of this width over the input, shared by the policy and value GRUs
     value_time: bool = False
     # the value head (only) also sees the fraction of the trial still to come
+    privileged_critic: bool = False
+    # the value GRU (only) also sees the task's parameters (``family.task_features``), as an
+    # asymmetric actor-critic; the policy never does, at meta-training or meta-test (GRU only)
 
     def __post_init__(self) -> None:
         for name in ("trial_episodes", "trials_per_iteration", "hidden", "ppo_epochs",
@@ -99,6 +102,8 @@ class RL2Config:
         if self.architecture == "transformer" and (
                 not 1 <= self.layers <= 64 or self.heads < 1 or self.hidden % self.heads):
             raise ValueError("a transformer needs 1 <= layers <= 64 and heads dividing hidden")
+        if self.privileged_critic and self.architecture != "gru":
+            raise ValueError("privileged_critic needs architecture gru")
         if not 0 <= self.input_layer <= 4096:
             raise ValueError("input_layer must be between 0 and 4096")
         if self.lr_anneal_iterations < 0:
@@ -178,7 +183,9 @@ class RL2(Algorithm):
                 *shape, max_steps=steps, width=config.hidden, layers=config.layers,
                 heads=config.heads, **common)
         else:
-            self.policy = policies.RecurrentPolicy(*shape, hidden=config.hidden, **common)
+            context = family.task_features_dim() if config.privileged_critic else 0
+            self.policy = policies.RecurrentPolicy(*shape, hidden=config.hidden,
+                                                   context_dim=context, **common)
         lr = config.lr
         if config.lr_anneal_iterations:
             # one Adam step per minibatch: ppo_epochs * minibatches steps per iteration
@@ -215,9 +222,9 @@ class RL2(Algorithm):
 
     # ---- PPO loss ----------------------------------------------------------------------
     def loss(self, params, batch):
-        tr, adv, targets = batch
+        tr, adv, targets, context = batch
         dist, value = jax.vmap(functools.partial(trials.replay, self.policy, params))(
-            tr.inputs, tr.mask)
+            tr.inputs, tr.mask, context)
         logp = policies.log_prob(dist, tr.action)
         c = self.config
         flat = lambda x: x.reshape(-1)  # noqa: E731
@@ -242,9 +249,10 @@ class RL2(Algorithm):
         tasks = self.family.tasks("train", c.trials_per_iteration, key=k_tasks)
         tr = self._trials(state["params"], tasks, k_collect, c.trial_episodes)
         adv, targets = self._advantages(tr)
+        context = jax.vmap(lambda t: trials.critic_context(self.family, self.policy, t))(tasks)
 
         # meta-update: PPO epochs over minibatches of whole trials (BPTT through each trial)
-        epoch = functools.partial(_epoch, self, (tr, adv, targets))
+        epoch = functools.partial(_epoch, self, (tr, adv, targets, context))
         (params, opt_state), (loss, pol, val, ent, kl, grad_norm) = jax.lax.scan(
             epoch, (state["params"], state["opt_state"]), jax.random.split(k_epochs, c.ppo_epochs))
 

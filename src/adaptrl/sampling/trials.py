@@ -88,6 +88,18 @@ def make_input(obs, prev_action_enc, prev_reward, prev_done) -> jax.Array:
     ])
 
 
+def critic_context(family: RLFamily, policy, task) -> jax.Array | None:
+    """The task's features for a policy with a privileged critic (``context_dim > 0``:
+    only its value estimate sees them), else None."""
+    return family.task_features(task) if getattr(policy, "context_dim", 0) else None
+
+
+def _policy_step(policy, params, carry, x, context):
+    if context is None:
+        return policy.step(params, carry, x)
+    return policy.step(params, carry, x, context)
+
+
 def _where(cond, new, old):
     return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
 
@@ -96,7 +108,8 @@ def _trial_step(family: RLFamily, policy, params, task, greedy: bool, carry: _Ca
     """One step of a trial: act, step the environment, roll over at episode ends."""
     k_act, k_env, k_reset = jax.random.split(key, 3)
     x = make_input(carry.obs, carry.prev_action, carry.prev_reward, carry.prev_done)
-    h, dist, value = policy.step(params, carry.policy, x)
+    h, dist, value = _policy_step(policy, params, carry.policy, x, critic_context(family, policy,
+                                                                                  task))
     action = policies.mode(dist) if greedy else policies.sample(dist, key=k_act)
     obs, env_state, reward, terminal, info = family.step(k_env, carry.env_state, action, task)
     alive = carry.alive
@@ -148,15 +161,17 @@ def trial(family: RLFamily, policy, params: Any, task: Any, *, key: jax.Array,
     return out
 
 
-def _replay_step(policy, params, carry, inputs):
+def _replay_step(policy, params, context, carry, inputs):
     x, mask = inputs
-    new, dist, value = policy.step(params, carry, x)
+    new, dist, value = _policy_step(policy, params, carry, x, context)
     return _where(mask > 0, new, carry), (dist, value)
 
 
-def replay(policy, params: Any, inputs: jax.Array, mask: jax.Array):
+def replay(policy, params: Any, inputs: jax.Array, mask: jax.Array,
+           context: jax.Array | None = None):
     """Re-run a recurrent policy over a recorded trial's inputs ``[S, input_dim]`` from the
-    trial-start carry, advancing only on ``mask [S]`` steps (as :func:`trial` does).
+    trial-start carry, advancing only on ``mask [S]`` steps (as :func:`trial` does);
+    ``context`` is the trial's :func:`critic_context`.
 
     Returns ``(distributions [S, ...], values [S])`` — differentiable in ``params``; this is
     how the learner evaluates new parameters on old trials (backpropagation through the
@@ -165,7 +180,7 @@ def replay(policy, params: Any, inputs: jax.Array, mask: jax.Array):
     """
     if hasattr(policy, "sequence"):  # e.g. a transformer: all steps in parallel
         return policy.sequence(params, inputs, mask)
-    body = functools.partial(_replay_step, policy, params)
+    body = functools.partial(_replay_step, policy, params, context)
     _, (dist, value) = jax.lax.scan(body, policy.initial_carry(), (inputs, mask))
     return dist, value
 

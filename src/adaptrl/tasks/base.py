@@ -121,6 +121,16 @@ class RLFamily(TaskFamily):
         self, key: jax.Array, state: Any, action: jax.Array, task: Task
     ) -> tuple[jax.Array, Any, jax.Array, jax.Array, dict[str, jax.Array]]: ...
 
+    def task_features(self, task: Task) -> jax.Array:
+        """The task's parameters as one flat float vector ``[F]`` (every leaf of the task,
+        raveled): what a privileged critic sees during meta-training (RL²'s
+        ``privileged_critic``). Never an input of a policy."""
+        return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(task)])
+
+    def task_features_dim(self) -> int:
+        return int(jax.eval_shape(lambda k: self.task_features(self.sample_one(k)),
+                                  jax.random.PRNGKey(0)).shape[0])
+
 
 class RegressionFamily(TaskFamily):
     """Abstract: a family of supervised few-shot regression problems (MAML's sinusoid)."""
