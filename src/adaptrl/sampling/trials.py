@@ -22,7 +22,9 @@ frozen, the policy's state is not advanced, and the next episode starts on sched
 
 A recurrent policy is any object with ``initial_carry()`` and
 ``step(params, carry, x) -> (carry, distribution, value)`` (see
-:class:`adaptrl.policies.RecurrentPolicy`).
+:class:`adaptrl.policies.RecurrentPolicy`); one with ``context_dim > 0`` has a privileged
+critic and also takes the task's features, ``step(params, carry, x, context)``, which only
+its value estimate may depend on (:func:`critic_context`).
 """
 
 from __future__ import annotations
