@@ -93,8 +93,14 @@ def _same_run(kept: dict, meta: dict, config: RL2Config) -> bool:
     values, so a field added to RL2Config since (with its default) still matches."""
     if (kept.get("family"), kept.get("iterations")) != (meta["family"], meta["iterations"]):
         return False
-    if "fields" not in kept:  # sidecars written before the fields were kept
-        return kept.get("config") == meta["config"]
+    if "fields" not in kept:  # sidecars written before the fields were kept: compare the
+        # repr over the fields it shows; every field it lacks must hold its default
+        fields = dataclasses.fields(config)
+        shown = [f for f in fields if f"{f.name}=" in kept.get("config", "")]
+        if any(getattr(config, f.name) != f.default for f in fields if f not in shown):
+            return False
+        text = ", ".join(f"{f.name}={getattr(config, f.name)!r}" for f in shown)
+        return kept.get("config") == f"RL2Config({text})"
     try:
         return RL2Config(**kept["fields"]) == config
     except (TypeError, ValueError):  # a field since removed or renamed
