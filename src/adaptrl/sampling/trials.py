@@ -106,12 +106,12 @@ def _where(cond, new, old):
     return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
 
 
-def _trial_step(family: RLFamily, policy, params, task, greedy: bool, carry: _Carry, key):
+def _trial_step(family: RLFamily, policy, params, task, context, greedy: bool, carry: _Carry,
+                key):
     """One step of a trial: act, step the environment, roll over at episode ends."""
     k_act, k_env, k_reset = jax.random.split(key, 3)
     x = make_input(carry.obs, carry.prev_action, carry.prev_reward, carry.prev_done)
-    h, dist, value = _policy_step(policy, params, carry.policy, x, critic_context(family, policy,
-                                                                                  task))
+    h, dist, value = _policy_step(policy, params, carry.policy, x, context)
     action = policies.mode(dist) if greedy else policies.sample(dist, key=k_act)
     obs, env_state, reward, terminal, info = family.step(k_env, carry.env_state, action, task)
     alive = carry.alive
@@ -158,7 +158,8 @@ def trial(family: RLFamily, policy, params: Any, task: Any, *, key: jax.Array,
     prev_action, prev_reward, prev_done = initial_inputs(family)
     init = _Carry(policy.initial_carry(), obs, env_state, prev_action, prev_reward, prev_done,
                   jnp.array(True), jnp.array(0, jnp.int32))
-    body = functools.partial(_trial_step, family, policy, params, task, greedy)
+    context = critic_context(family, policy, task)  # once per trial: the task is fixed
+    body = functools.partial(_trial_step, family, policy, params, task, context, greedy)
     _, out = jax.lax.scan(body, init, jax.random.split(k_steps, episodes * family.horizon))
     return out
 
