@@ -96,11 +96,12 @@ def _same_run(kept: dict, meta: dict, config: RL2Config) -> bool:
     if "fields" not in kept:  # sidecars written before the fields were kept: compare the
         # repr over the fields it shows; every field it lacks must hold its default
         fields = dataclasses.fields(config)
-        shown = [f for f in fields if f"{f.name}=" in kept.get("config", "")]
+        text = kept.get("config", "")
+        shown = [f for f in fields if f"({f.name}=" in text or f" {f.name}=" in text]
         if any(getattr(config, f.name) != f.default for f in fields if f not in shown):
             return False
-        text = ", ".join(f"{f.name}={getattr(config, f.name)!r}" for f in shown)
-        return kept.get("config") == f"RL2Config({text})"
+        ours = ", ".join(f"{f.name}={getattr(config, f.name)!r}" for f in shown)
+        return text == f"RL2Config({ours})"
     try:
         return RL2Config(**kept["fields"]) == config
     except (TypeError, ValueError):  # a field since removed or renamed

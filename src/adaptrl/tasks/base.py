@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from adaptrl.errors import UserError
 
@@ -125,7 +126,7 @@ class RLFamily(TaskFamily):
         """The task's parameters as one flat float vector ``[F]`` (every leaf of the task,
         raveled): what a privileged critic sees during meta-training (RL²'s
         ``privileged_critic``). Never an input of a policy."""
-        return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(task)])
+        return ravel_pytree(task)[0].astype(jnp.float32)
 
     def task_features_dim(self) -> int:
         return int(jax.eval_shape(lambda k: self.task_features(self.sample_one(k)),
