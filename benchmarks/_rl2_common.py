@@ -175,6 +175,15 @@ def row(name: str, per_seed: list[np.ndarray], paper: str = "") -> tuple[str, di
     return text, s
 
 
+def seed_lines(seeds: list[int], rl2: list[np.ndarray], times: list[tuple[float, float]]
+               ) -> list[str]:
+    """The results files' per-seed lines: RL²'s mean and the meta-training wall time."""
+    means = ", ".join(f"{t.mean():.2f} (seed {s})" for s, t in zip(seeds, rl2, strict=True))
+    walls = ", ".join(f"{s:.0f} s (+{c:.0f} s compile)" for s, c in times)
+    return [f"RL² mean per seed: {means}.",
+            f"Meta-training wall time per seed (excluding compilation): {walls}."]
+
+
 # what ``--architecture transformer`` trains, for the results files' notes
 TRANSFORMER_POLICY = (
     "The policy is `RL2Config(architecture=\"transformer\")`: a causal transformer (2 "

@@ -28,6 +28,7 @@ from _rl2_common import (
     rl2_totals,
     row,
     run_length,
+    seed_lines,
     train_rl2,
 )
 
@@ -182,9 +183,7 @@ def run_setting(k: int, n: int, *, seeds: list[int], test_tasks: int, iterations
     met = ok(result, summaries["gittins"]["mean"])
     ratio = result / summaries["gittins"]["mean"]
     lines += ["", f"Target {label}: RL² mean {result:.2f} (= {ratio:.3f} × our Gittins) — "
-              f"**{'met' if met else 'NOT met'}**.",
-              "Meta-training wall time per seed (excluding compilation): "
-              + ", ".join(f"{s:.0f} s (+{c:.0f} s compile)" for s, c in times) + ".", ""]
+              f"**{'met' if met else 'NOT met'}**.", *seed_lines(seeds, rl2, times), ""]
     print("\n".join(lines), flush=True)
     return lines
 

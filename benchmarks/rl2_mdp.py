@@ -25,6 +25,7 @@ from _rl2_common import (
     rl2_totals,
     row,
     run_length,
+    seed_lines,
     train_rl2,
 )
 
@@ -178,13 +179,9 @@ def main() -> None:
         met = result >= TARGET[n]
         lines += ["", f"Target ≥ {TARGET[n]:.0f}: RL² mean {result:.2f} — "
                   f"**{'met' if met else 'NOT met'}**."]
-    per_seed = ", ".join(f"{t.mean():.2f} (seed {seed})"
-                         for seed, t in zip(args.seed_list, rl2, strict=True))
     lines += ["", f"RL² config: `{config}`, {iters} iterations "
               f"({iters * config.trials_per_iteration * n:,} episodes of meta-training per "
-              "seed).", f"RL² mean per seed: {per_seed}.",
-              "Meta-training wall time per seed (excluding compilation): "
-              + ", ".join(f"{s:.0f} s (+{c:.0f} s compile)" for s, c in times) + ".", ""]
+              "seed).", *seed_lines(args.seed_list, rl2, times), ""]
     print("\n".join(lines), flush=True)
     if args.no_write:
         return
