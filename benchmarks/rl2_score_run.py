@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import jax
 from _rl2_common import HEADER, rl2_totals, row
 
 from adaptrl import runs
@@ -31,9 +30,7 @@ def main() -> None:
         config = runs.load_run(args.run_dir)
         if config.algo != "rl2":
             raise UserError(f"{args.run_dir}: a run of {config.algo}, not rl2")
-        algo = config.algorithm()
-        template = algo.init(key=jax.random.PRNGKey(config.run.seed))
-        state = runs.load_checkpoint(args.run_dir, template, args.iteration, config=config)
+        algo, state = runs.load_trained(args.run_dir, config, args.iteration)
     except UserError as e:
         p.error(str(e))
     tasks = algo.family.tasks("test", args.test_tasks)

@@ -640,6 +640,14 @@ def load_run(run_dir: Path) -> ResolvedConfig:
     return config_from_json(read_json(path, what="run config"), source=str(path))
 
 
+def load_trained(run_dir: Path, config: ResolvedConfig, iteration: int | None = None
+                 ) -> tuple[Algorithm, State]:
+    """The run's algorithm and its newest (or the given) checkpoint's state."""
+    algorithm = config.algorithm()
+    template = algorithm.init(key=jax.random.PRNGKey(config.run.seed))
+    return algorithm, load_checkpoint(run_dir, template, iteration, config=config)
+
+
 def train(run_dir: Path, *, resume: bool = False,
           on_iteration: Callable[[int, int, dict[str, float]], None] | None = None) -> State:
     """Train the run in ``run_dir`` to its configured number of iterations.

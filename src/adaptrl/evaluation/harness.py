@@ -93,9 +93,7 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks:
     _check_sizes(num_tasks, k)
     per_seed = []
     for path, c in loaded:
-        algorithm = c.algorithm()
-        template = algorithm.init(key=jax.random.PRNGKey(c.run.seed))
-        state = runs.load_checkpoint(path, template, config=c)
+        algorithm, state = runs.load_trained(path, c)
         curve_fn = jax.jit(lambda tasks, *, key, a=algorithm, s=state:
                            a.adaptation_curve(s, tasks, key=key, steps=k))
         per_seed.append(score_tasks(curve_fn, c.task_options, split, num_tasks,
