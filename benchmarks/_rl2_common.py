@@ -19,6 +19,7 @@ from common import machine  # noqa: F401  (re-exported for the RL² scripts)
 from adaptrl import config as cfg
 from adaptrl.algos.rl2 import RL2, RL2Config
 from adaptrl.errors import UserError
+from adaptrl.evaluation.plots import plot_curves
 from adaptrl.evaluation.reference import reference_curve
 from adaptrl.ops.stats import summarize
 from adaptrl.runs import atomic_write
@@ -148,22 +149,54 @@ def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, name: st
     return algo, state, seconds, compile_s
 
 
-def rl2_totals(algo, state, tasks, episodes: int, *, seed: int) -> np.ndarray:
-    """Total reward per trial on each task, ``[num_tasks]``, in chunks to bound memory."""
+def rl2_returns(algo, state, tasks, episodes: int, *, seed: int) -> np.ndarray:
+    """Return of each episode of one trial per task, ``[num_tasks, episodes]``, in chunks to
+    bound memory; ``.sum(-1)`` is the total reward per trial."""
     curve = jax.jit(lambda s, t, k: algo.adaptation_curve(s, t, key=k, steps=episodes - 1))
     n = jax.tree.leaves(tasks)[0].shape[0]
     out = []
     for i in range(0, n, 500):
         chunk = jax.tree.map(lambda x, i=i: x[i:i + 500], tasks)
         key = jax.random.fold_in(jax.random.PRNGKey(10_000 + seed), i)
-        out.append(np.asarray(curve(state, chunk, key)["return"].sum(-1)))
+        out.append(np.asarray(curve(state, chunk, key)["return"]))
     return np.concatenate(out)
 
 
-def reference_totals(name, family, tasks, episodes: int, *, seed: int) -> np.ndarray:
+def reference_returns(name, family, tasks, episodes: int, *, seed: int) -> np.ndarray:
+    """As :func:`rl2_returns`, for reference strategy ``name``."""
     key = jax.random.PRNGKey(20_000 + seed)
     return np.asarray(reference_curve(name, family, tasks, key=key, episodes=episodes)[
-        "return"].sum(-1))
+        "return"])
+
+
+def curve_lines(strategies: dict[str, list[np.ndarray]], png: Path, *, title: str,
+                unit: str, optimum: float | None = None) -> list[str]:
+    """The adaptation curve within a trial: a PNG at ``png`` of each strategy's mean return
+    per episode with its 95% confidence band, and markdown lines with a table of those means
+    (every episode up to 10, else ten evenly spaced ones), tasks and seeds pooled.
+    ``strategies`` maps a name to one ``[num_tasks, episodes]`` array per seed."""
+    pooled = {name: np.concatenate(per) for name, per in strategies.items()}
+    results = []
+    for name, r in pooled.items():
+        mean = r.mean(0)
+        half = 1.96 * r.std(0, ddof=1) / np.sqrt(r.shape[0])
+        curve = [{"adaptation_steps": e + 1, "mean": m, "ci_low": m - h, "ci_high": m + h}
+                 for e, (m, h) in enumerate(zip(mean, half, strict=True))]
+        res = {"algo": name, "tasks": title, "unit": unit, "measure": "return", "curve": curve}
+        if optimum is not None:
+            res["optimum"] = optimum
+        results.append(res)
+    plot_curves(results, png, title=title, center="mean")
+    n = next(iter(pooled.values())).shape[1]
+    shown = list(range(1, n + 1)) if n <= 10 else [1, *range(n // 10, n + 1, n // 10)]
+    step = unit.rstrip("s")
+    lines = [f"| {step} | " + " | ".join(pooled) + " |", "|---" * (len(pooled) + 1) + "|"]
+    for e in shown:
+        lines.append(f"| {e} | " + " | ".join(f"{r[:, e - 1].mean():.3f}"
+                                               for r in pooled.values()) + " |")
+    return [f"Mean return per {step} of the trial, tasks and seeds pooled (plot: "
+            f"`{png.name}`, the mean with its 95% confidence band):", "", *lines, "",
+            f"![adaptation curve]({png.name})"]
 
 
 def row(name: str, per_seed: list[np.ndarray], paper: str = "") -> tuple[str, dict]:

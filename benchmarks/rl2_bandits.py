@@ -15,17 +15,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import jax
 import numpy as np
 from _rl2_common import (
     HEADER,
     TRANSFORMER_POLICY,
     add_common_args,
     command,
+    curve_lines,
     machine,
     now,
     parse,
-    reference_totals,
-    rl2_totals,
+    reference_returns,
+    rl2_returns,
     row,
     run_length,
     seed_lines,
@@ -146,7 +148,7 @@ TRANSFORMER_NOTES = [
 
 def run_setting(k: int, n: int, *, seeds: list[int], test_tasks: int, iterations: int | None,
                 reuse: bool, architecture: str = "gru", overrides: dict | None = None,
-                tag: str = ""):
+                tag: str = "", png: Path | None = None):
     settings, name = SETTINGS[(k, n)], f"rl2_bandits_k{k}n{n}"
     if architecture == "transformer":
         settings, name = {**settings, **TRANSFORMER[(k, n)]}, name + "_transformer"
@@ -155,16 +157,18 @@ def run_setting(k: int, n: int, *, seeds: list[int], test_tasks: int, iterations
     family = Bandit(arms=k, pulls=1)
     config = RL2Config(trial_episodes=n, **opts)
     tasks = family.tasks("test", test_tasks)
-    rl2, times = [], []
+    rl2, rl2_ep, times = [], [], []
     for seed in seeds:
         algo, state, seconds, compile_s = train_rl2(
             family, config, iters, seed=seed, name=name, reuse=reuse)
         times.append((seconds, compile_s))
-        rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
+        rl2_ep.append(rl2_returns(algo, state, tasks, n, seed=seed))
+        rl2.append(rl2_ep[-1].sum(-1))
         print(f"k={k} n={n} seed {seed}: RL² {rl2[-1].mean():.2f} "
               f"(train {seconds:.0f}s + compile {compile_s:.0f}s)", flush=True)
-    refs = {name: [reference_totals(name, family, tasks, n, seed=s) for s in seeds]
-            for name in REFS}
+    refs_ep = {name: [reference_returns(name, family, tasks, n, seed=s) for s in seeds]
+               for name in REFS}
+    refs = {name: [r.sum(-1) for r in per] for name, per in refs_ep.items()}
     paper = PAPER.get((k, n), {})
     lines = [f"### k = {k} arms, n = {n} pulls per trial", "",
              f"Command: `{command()}`  ", f"Machine: {machine()}  ", f"Date: {now()}  ",
@@ -185,6 +189,12 @@ def run_setting(k: int, n: int, *, seeds: list[int], test_tasks: int, iterations
     lines += ["", f"Target {label}: RL² mean {result:.2f} (= {ratio:.3f} × our Gittins) — "
               f"**{'met' if met else 'NOT met'}**.", *seed_lines(seeds, rl2, times), ""]
     print("\n".join(lines), flush=True)
+    if png is not None:
+        optimum = float(np.mean(jax.vmap(family.optimum)(tasks)))
+        lines += curve_lines({"RL² (ours)": rl2_ep, **{r: refs_ep[r] for r in REFS}}, png,
+                             title=f"bandits k = {k}, n = {n}: {test_tasks} held-out tasks, "
+                                   f"{len(seeds)} seed(s)", unit="pulls", optimum=optimum)
+        lines.append("")
     return lines
 
 
@@ -246,7 +256,9 @@ def main() -> None:
         lines = run_setting(k, n, seeds=args.seed_list, test_tasks=args.test_tasks,
                             iterations=args.iterations, reuse=args.reuse,
                             architecture=args.architecture, overrides=args.overrides,
-                            tag=args.tag)
+                            tag=args.tag,
+                            png=None if args.no_write else out.with_name(
+                                f"{out.stem}_k{k}n{n}.png"))
         sections[(k, n)] = "\n".join(lines).rstrip("\n") + "\n"
         if not args.no_write:  # after each setting, so partial results survive
             out.parent.mkdir(parents=True, exist_ok=True)

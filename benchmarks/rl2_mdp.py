@@ -18,11 +18,12 @@ from _rl2_common import (
     TRANSFORMER_POLICY,
     add_common_args,
     command,
+    curve_lines,
     machine,
     now,
     parse,
-    reference_totals,
-    rl2_totals,
+    reference_returns,
+    rl2_returns,
     row,
     run_length,
     seed_lines,
@@ -155,16 +156,18 @@ def main() -> None:
     family = TabularMDP()
     config = RL2Config(trial_episodes=n, **opts)
     tasks = family.tasks("test", args.test_tasks)
-    rl2, times = [], []
+    rl2, rl2_ep, times = [], [], []
     for seed in args.seed_list:
         algo, state, seconds, compile_s = train_rl2(
             family, config, iters, seed=seed, name=f"rl2_mdp_n{n}{args.suffix}{args.tag}",
             reuse=args.reuse)
         times.append((seconds, compile_s))
-        rl2.append(rl2_totals(algo, state, tasks, n, seed=seed))
+        rl2_ep.append(rl2_returns(algo, state, tasks, n, seed=seed))
+        rl2.append(rl2_ep[-1].sum(-1))
         print(f"seed {seed}: RL² {rl2[-1].mean():.2f} (train {seconds:.0f}s)", flush=True)
-    refs = {name: [reference_totals(name, family, tasks, n, seed=s) for s in args.seed_list]
-            for name in ("random", "psrl", "greedy")}
+    refs_ep = {name: [reference_returns(name, family, tasks, n, seed=s) for s in args.seed_list]
+               for name in ("random", "psrl", "greedy")}
+    refs = {name: [r.sum(-1) for r in per] for name, per in refs_ep.items()}
     oracle = np.asarray(jax.vmap(family.optimum)(tasks)) * n
     paper = PAPER.get(n, {})
     lines = [HEADER]
@@ -202,7 +205,13 @@ def main() -> None:
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(head + lines + (TRANSFORMER_NOTES if args.suffix else NOTES)))
+    curve = ["## Adaptation curve within the trial", "", *curve_lines(
+        {"RL² (ours)": rl2_ep, "greedy": refs_ep["greedy"], "PSRL": refs_ep["psrl"],
+         "random": refs_ep["random"]}, out.with_suffix(".png"),
+        title=f"tabular-mdp, n = {n}: {args.test_tasks} held-out MDPs, {args.seeds} seed(s)",
+        unit="episodes", optimum=float(oracle.mean() / n)), ""]
+    out.write_text("\n".join(head + lines + curve
+                             + (TRANSFORMER_NOTES if args.suffix else NOTES)))
     print(f"wrote {out}")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _rl2_common import HEADER, rl2_totals, row
+from _rl2_common import HEADER, rl2_returns, row
 
 from adaptrl import runs
 from adaptrl.errors import UserError
@@ -34,11 +34,13 @@ def main() -> None:
     except UserError as e:
         p.error(str(e))
     tasks = algo.family.tasks("test", args.test_tasks)
-    totals = rl2_totals(algo, state, tasks, args.episodes, seed=0)
+    returns = rl2_returns(algo, state, tasks, args.episodes, seed=0)
+    totals = returns.sum(-1)
     print(f"{args.run_dir}: {config.tasks}, iteration {int(state['iteration'])}, "
           f"{args.test_tasks} held-out tasks, {args.episodes} episodes per trial")
     print(HEADER)
     print(row("RL² (this run)", [totals])[0])
+    print("mean return per episode:", " ".join(f"{m:.2f}" for m in returns.mean(0)))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,22 @@ def test_train_then_eval_json(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == result
 
 
+def test_plot_curves_mean_center(tmp_path):
+    """The means-only plot (the RL² benchmarks' per-episode curves of 0/1 rewards): one line
+    per strategy, its band the given interval, a PNG of the usual size."""
+    import matplotlib.image
+
+    from adaptrl.evaluation.plots import plot_curves
+
+    curve = [{"adaptation_steps": e, "mean": m, "ci_low": m - 0.05, "ci_high": m + 0.05}
+             for e, m in enumerate([0.5, 0.7, 0.8], start=1)]
+    res = {"algo": "x", "tasks": "bandit", "unit": "pulls", "curve": curve, "optimum": 0.9}
+    path = plot_curves([res], tmp_path / "mean.png", title="t", center="mean")
+    assert matplotlib.image.imread(path).shape == (480, 720, 4)
+    with pytest.raises(ValueError, match="center"):
+        plot_curves([res], tmp_path / "bad.png", center="median")
+
+
 def test_family_option_reaches_the_family(tmp_path):
     out = tmp_path / "bandit"
     assert main(["train", "maml-vpg", "--tasks", "bandit", "--iterations", "1", "--out", str(out),

@@ -11,17 +11,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_curves(results: list[dict[str, Any]], path: Path, *, title: str | None = None) -> Path:
-    """Plot IQM with its 95% CI band (and the mean, dotted) for each result."""
+def plot_curves(results: list[dict[str, Any]], path: Path, *, title: str | None = None,
+                center: str = "iqm") -> Path:
+    """Plot IQM with its 95% CI band (and the mean, dotted) for each result; with
+    ``center="mean"`` only the mean, the points' ``ci_low``/``ci_high`` then being the
+    mean's interval (for 0/1 outcomes, whose IQM is 0 or 1)."""
+    if center not in ("iqm", "mean"):
+        raise ValueError(f"center must be 'iqm' or 'mean', got {center!r}")
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for res in results:
         xs = [p["adaptation_steps"] for p in res["curve"]]
-        iqm = [p["iqm"] for p in res["curve"]]
-        line, = ax.plot(xs, iqm, marker="o", label=f"{res['algo']} (IQM)")
+        ys = [p[center] for p in res["curve"]]
+        line, = ax.plot(xs, ys, marker="o", markersize=3 if len(xs) > 20 else 6,
+                        label=f"{res['algo']} ({'IQM' if center == 'iqm' else 'mean'})")
         ax.fill_between(xs, [p["ci_low"] for p in res["curve"]],
                         [p["ci_high"] for p in res["curve"]], color=line.get_color(), alpha=0.2)
-        ax.plot(xs, [p["mean"] for p in res["curve"]], ls=":", color=line.get_color(),
-                label=f"{res['algo']} (mean)")
+        if center == "iqm":
+            ax.plot(xs, [p["mean"] for p in res["curve"]], ls=":", color=line.get_color(),
+                    label=f"{res['algo']} (mean)")
     first = results[0]
     if "optimum" in first:
         ax.axhline(first["optimum"], color="k", ls="--", label="exact optimum")
