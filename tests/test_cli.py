@@ -129,3 +129,13 @@ def test_resume_with_more_iterations_equals_a_longer_run(tmp_path):
     assert main([*common, "--iterations", "4", "--out", str(full)]) == 0
     assert (short / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
     assert main(["train", "--resume", str(short), "--iterations", "1"]) == 2
+
+
+def test_eval_help_names_every_reference_strategy(capsys):
+    from adaptrl.evaluation.reference import REFERENCE
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in REFERENCE:
+        assert name in text.split("also score a reference strategy")[1].split("--tasks")[0], name

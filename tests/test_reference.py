@@ -46,9 +46,10 @@ def test_gittins_finite_horizon_table_properties():
 
 
 def test_registry_and_errors():
-    assert set(ref.REFERENCE) == {"random", "ucb1", "thompson", "gittins", "psrl", "greedy"}
+    assert set(ref.REFERENCE) == {"random", "ucb1", "thompson", "gittins", "psrl", "greedy",
+                                  "myopic"}
     assert ref.reference_names(Bandit()) == ["random", "ucb1", "thompson", "gittins"]
-    assert ref.reference_names(TabularMDP()) == ["random", "psrl", "greedy"]
+    assert ref.reference_names(TabularMDP()) == ["random", "psrl", "greedy", "myopic"]
     with pytest.raises(UserError):
         ref.reference_curve("psrl", Bandit(), Bandit().tasks("test", 2),
                             key=jax.random.PRNGKey(0), episodes=2)
@@ -105,6 +106,22 @@ def test_greedy_follows_the_posterior_mean_mdp():
                                            episodes=10)["return"].sum(-1).mean())
               for n in ("greedy", "random")}
     assert totals["greedy"] > totals["random"] + 20, totals
+
+
+def test_myopic_takes_the_best_known_reward_without_planning():
+    """In state 0, action 0 pays 0 but leads to state 1, where every action pays 10; action 1
+    pays 2 and stays. No reward noise, deterministic moves, 3 steps per episode. Episode 1
+    is the same for both (every action at the prior mean 1; ties break towards action 0:
+    0 + 10 + 10). After it, myopic prefers the untried action 1 (prior mean 1 > 0) and then
+    its 2, staying in state 0 (3 x 2); greedy plans through the transition it has seen."""
+    fam = TabularMDP(states=2, actions=2, horizon=3, reward_noise=0.0)
+    one_hot = jax.nn.one_hot(jnp.array([[1, 0], [1, 1]]), 2)  # [S, A, S]
+    task = {"transitions": one_hot[None], "rewards": jnp.array([[[0.0, 2.0], [10.0, 10.0]]])}
+    key = jax.random.PRNGKey(0)
+    np.testing.assert_allclose(ref.reference_curve("myopic", fam, task, key=key,
+                                                   episodes=3)["return"], [[20, 6, 6]])
+    np.testing.assert_allclose(ref.reference_curve("greedy", fam, task, key=key,
+                                                   episodes=3)["return"], [[20, 20, 20]])
 
 
 def test_random_on_a_family_with_success():

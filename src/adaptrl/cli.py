@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", metavar="PNG", help="also write the curve as a PNG plot")
     e.add_argument("--reference", action="append", default=[], metavar="NAME",
                    help="also score a reference strategy on the same tasks "
-                        "(random, ucb1, thompson, gittins, psrl, greedy)")
+                        "(random, ucb1, thompson, gittins, psrl, greedy, myopic)")
     e.add_argument("--tasks", help="family for --reference when no run is given")
     e.add_argument("--set", action="append", default=[], metavar="tasks.KEY=VALUE",
                    help="family option for --reference when no run is given")
