@@ -62,7 +62,8 @@ TRANSFORMER = {
     (5, 100): dict(architecture="transformer", hidden=64, layers=2, heads=4, iterations=300,
                    lr_anneal_iterations=300),
     (10, 100): dict(architecture="transformer", hidden=64, layers=2, heads=4, input_layer=0,
-                    value_time=False, iterations=300, lr_anneal_iterations=300),
+                    value_time=False, iterations=300, lr_anneal_iterations=300,
+                    gae_lambda=0.95),  # its run predates the GRU's move to λ 0.9
 }
 REFS = ("random", "ucb1", "thompson", "gittins")
 # why the k=10, n=100 settings differ from the others (written into the results file)
