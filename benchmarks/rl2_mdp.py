@@ -42,7 +42,8 @@ TARGET = {10: 150.0}
 SETTINGS = {k: v for k, v in RL2.paper_defaults["tabular-mdp"].items() if k != "trial_episodes"}
 # ``--architecture transformer``: RL² with the causal-transformer policy, changes to SETTINGS
 TRANSFORMER = dict(architecture="transformer", hidden=64, layers=2, heads=4, input_layer=0,
-                   value_time=False, lr=1e-3, iterations=300, lr_anneal_iterations=300)
+                   head_layer=0, value_time=False, lr=1e-3, iterations=300,
+                   lr_anneal_iterations=300)
 # the family check and the settings, and why (written into the results file)
 NOTES = [
     "## The setting, checked against Duan et al. (2016), Sec. 4.2", "",

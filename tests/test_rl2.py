@@ -170,6 +170,38 @@ def test_value_time_reaches_the_critic_only():
         RL2Config(input_layer=-1)
 
 
+def test_head_layer_reads_the_step_input_beside_the_gru():
+    """``head_layer``: the action head is a ReLU layer over [policy GRU output, raw input].
+    With the policy GRU silenced (zero weights: its output stays 0 from a zero carry) the
+    logits still follow the current input through the skip, and without the head layer they
+    cannot; the critic is the same function either way."""
+    from adaptrl import policies
+
+    plain = policies.RecurrentPolicy(4, 3, True, hidden=8, input_layer=6)
+    headed = policies.RecurrentPolicy(4, 3, True, hidden=8, input_layer=6, head_layer=5)
+    p_plain, p_head = plain.init(key=jax.random.PRNGKey(0)), headed.init(key=jax.random.PRNGKey(0))
+    assert p_head["net"]["head_layer"]["kernel"].shape == (8 + 4, 5)
+    assert p_head["net"]["policy_head"]["kernel"].shape == (5, 3)
+    silence = {"policy_gru": jax.tree.map(jnp.zeros_like, p_plain["net"]["policy_gru"])}
+    p_plain["net"] = {**p_plain["net"], **silence}
+    p_head["net"] = {**p_head["net"], **silence,
+                     **{k: p_plain["net"][k] for k in ("input_layer", "value_gru", "value_head")}}
+    xs = jax.random.normal(jax.random.PRNGKey(1), (2, 4))
+    outs = {}
+    for name, pol, params in (("plain", plain, p_plain), ("head", headed, p_head)):
+        steps = [pol.step(params, pol.initial_carry(), x) for x in xs]
+        np.testing.assert_array_equal(steps[0][0][0], 0.0)  # the silenced GRU's state
+        outs[name] = [(d.logits, v) for _, d, v in steps]
+    np.testing.assert_array_equal(outs["plain"][0][0], outs["plain"][1][0])
+    assert not np.allclose(outs["head"][0][0], outs["head"][1][0])
+    for (_, v_plain), (_, v_head) in zip(outs["plain"], outs["head"], strict=True):
+        np.testing.assert_array_equal(v_plain, v_head)
+    with pytest.raises(ValueError):
+        RL2Config(head_layer=-1)
+    with pytest.raises(ValueError):
+        RL2Config(architecture="transformer", head_layer=8)
+
+
 def test_value_time_trains_on_tabular_mdp():
     fam = TabularMDP(horizon=3)
     algo = RL2(RL2Config(**TINY, value_time=True, input_layer=8), fam)

@@ -143,6 +143,11 @@ class GRUActorCritic(nn.Module):
     layer of width ``input_layer`` over the input (0: none). The carry is
     ``(h_pi, h_v, t)``, ``t`` the number of steps taken since the carry was reset.
 
+    With ``head_layer > 0`` the action head reads a ReLU layer of that width over the policy
+    GRU's output *and* the step's raw input: a linear head on the GRU alone must have the
+    current state already mixed into the GRU's output to pick, say, the action remembered
+    as best in that state; the skip lets the head do the look-up itself.
+
     With ``trial_steps > 0`` the value head also sees the fraction of the trial still to
     come, ``left = 1 - t / trial_steps``: its input is ``[y_v, left, left * y_v]``, since
     the return still to collect is roughly the GRU's estimate of the reward rate times
@@ -158,10 +163,12 @@ class GRUActorCritic(nn.Module):
     trial_steps: int = 0
     input_layer: int = 0
     privileged: bool = False
+    head_layer: int = 0
 
     @nn.compact
     def __call__(self, carry, x, context=None):
         h_pi, h_v, t = carry
+        x_in = x
         if self.input_layer:
             x = nn.relu(nn.Dense(self.input_layer, name="input_layer")(x))
         h_pi, y_pi = nn.GRUCell(self.hidden, name="policy_gru")(h_pi, x)
@@ -170,6 +177,9 @@ class GRUActorCritic(nn.Module):
             c = nn.relu(nn.Dense(self.hidden, name="critic_context")(context))
             x_v = jnp.concatenate([x, jnp.broadcast_to(c, (*x.shape[:-1], c.shape[-1]))], -1)
         h_v, y_v = nn.GRUCell(self.hidden, name="value_gru")(h_v, x_v)
+        if self.head_layer:
+            y_pi = nn.relu(nn.Dense(self.head_layer, name="head_layer")(
+                jnp.concatenate([y_pi, x_in], -1)))
         out = nn.Dense(self.out, name="policy_head")(y_pi)
         return (h_pi, h_v, t + 1.0), out, _value_head(y_v, t, self.trial_steps)
 
@@ -201,11 +211,13 @@ class RecurrentPolicy:
     trial_steps: int = 0  # > 0: the value head sees the fraction of the trial still to come
     input_layer: int = 0  # > 0: width of a ReLU layer over the input, shared by both GRUs
     context_dim: int = 0  # > 0: a privileged critic; ``step`` takes the task's features [F]
+    head_layer: int = 0  # > 0: a ReLU layer over [policy GRU output, input] before the head
 
     @property
     def net(self) -> GRUActorCritic:
         return GRUActorCritic(self.hidden, self.action_dim, self.trial_steps,
-                              self.input_layer, privileged=self.context_dim > 0)
+                              self.input_layer, privileged=self.context_dim > 0,
+                              head_layer=self.head_layer)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()):
         h = jnp.zeros((*batch_shape, self.hidden), jnp.float32)

@@ -93,6 +93,9 @@ class RL2Config:
     privileged_critic: bool = False
     # the value GRU (only) also sees the task's parameters (``family.task_features``), as an
     # asymmetric actor-critic; the policy never does, at meta-training or meta-test (GRU only)
+    head_layer: int = 0
+    # if > 0, the action head reads a ReLU layer of this width over the policy GRU's output
+    # and the step's input (the current state, previous action and reward); GRU only
 
     def __post_init__(self) -> None:
         for name in ("trial_episodes", "trials_per_iteration", "hidden", "ppo_epochs",
@@ -104,8 +107,11 @@ class RL2Config:
             raise ValueError("a transformer needs 1 <= layers <= 64 and heads dividing hidden")
         if self.privileged_critic and self.architecture != "gru":
             raise ValueError("privileged_critic needs architecture gru")
-        if not 0 <= self.input_layer <= 4096:
-            raise ValueError("input_layer must be between 0 and 4096")
+        if not 0 <= self.input_layer <= 4096 or not 0 <= self.head_layer <= 4096:
+            raise ValueError("input_layer and head_layer must be between 0 and 4096")
+        if self.head_layer and self.architecture != "gru":
+            raise ValueError("head_layer needs architecture gru (a transformer's blocks "
+                             "already see each step's input)")
         if self.lr_anneal_iterations < 0:
             raise ValueError("lr_anneal_iterations must be >= 0")
         if self.trials_per_iteration % self.minibatches:
@@ -135,7 +141,7 @@ PAPER: dict[str, dict[str, Any]] = {
     "tabular-mdp": {"iterations": 1600, "trial_episodes": 10, "trials_per_iteration": 256,
                     "hidden": 128, "input_layer": 128, "value_time": True, "discount": 0.99,
                     "gae_lambda": 0.3, "lr": 2e-3, "lr_anneal_iterations": 1600,
-                    "entropy_coef": 0.01, "reward_scale": 0.1},
+                    "entropy_coef": 0.01, "reward_scale": 0.1, "head_layer": 128},
     "point-nav": {"iterations": 300, "trial_episodes": 2, "trials_per_iteration": 64},
 }
 
@@ -185,7 +191,9 @@ class RL2(Algorithm):
         else:
             context = family.task_features_dim() if config.privileged_critic else 0
             self.policy = policies.RecurrentPolicy(*shape, hidden=config.hidden,
-                                                   context_dim=context, **common)
+                                                   context_dim=context,
+                                                   head_layer=config.head_layer,
+                                                   **common)
         lr = config.lr
         if config.lr_anneal_iterations:
             # one Adam step per minibatch: ppo_epochs * minibatches steps per iteration
