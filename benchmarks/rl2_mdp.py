@@ -161,8 +161,10 @@ NOTES = [
     "137 at iteration 800; per-iteration values of 145-153 over the last 200, printed "
     "every 50), so more iterations should close part of what is left; Duan et al. used "
     "roughly 10× our batch per iteration. Acting with the most likely action at meta-test "
-    "(`eval_greedy`) instead of sampling gave 137.56 ± 1.79 for seed 0's state before the "
-    "head layer (136.16 sampled): not where the gap was.", "",
+    "(`eval_greedy`) instead of sampling gives 148.49 ± 1.01 for the same three states "
+    "(149.84, 148.06, 147.56; 147.84 sampled; measured with a scratch script that loads "
+    "the kept states into an `eval_greedy=True` copy of the config): not where the gap is, "
+    "so this file reports the sampled policy as trained.", "",
     "Pilots of 150 iterations (constant step size 2e-3, entropy 0.01, GRU-128, λ 0.3; "
     "held-out mean ± 95% CI): plain 116.3 ± 1.7; with the trial-time critic 119.2 ± 1.8; "
     "with it and the input layer 121.0 ± 1.8 (1.45× the time per iteration); trial-time "
