@@ -104,7 +104,7 @@ def test_transformer_replay_matches_its_steps():
 
     for discrete in (True, False):
         pol = policies.TransformerPolicy(6, 3, discrete, max_steps=9, width=16, layers=2,
-                                         heads=2, trial_steps=9, input_layer=8)
+                                         heads=2, trial_steps=9, input_layer=8, head_layer=5)
         params = pol.init(key=jax.random.PRNGKey(0))
         xs = jax.random.normal(jax.random.PRNGKey(1), (9, 6))
         mask = jnp.array([1, 1, 0, 0, 1, 1, 1, 0, 1], jnp.float32)
@@ -198,8 +198,6 @@ def test_head_layer_reads_the_step_input_beside_the_gru():
         np.testing.assert_array_equal(v_plain, v_head)
     with pytest.raises(ValueError):
         RL2Config(head_layer=-1)
-    with pytest.raises(ValueError):
-        RL2Config(architecture="transformer", head_layer=8)
 
 
 def test_value_time_trains_on_tabular_mdp():

@@ -177,11 +177,17 @@ class GRUActorCritic(nn.Module):
             c = nn.relu(nn.Dense(self.hidden, name="critic_context")(context))
             x_v = jnp.concatenate([x, jnp.broadcast_to(c, (*x.shape[:-1], c.shape[-1]))], -1)
         h_v, y_v = nn.GRUCell(self.hidden, name="value_gru")(h_v, x_v)
-        if self.head_layer:
-            y_pi = nn.relu(nn.Dense(self.head_layer, name="head_layer")(
-                jnp.concatenate([y_pi, x_in], -1)))
-        out = nn.Dense(self.out, name="policy_head")(y_pi)
+        out = _action_head(y_pi, x_in, self.out, self.head_layer)
         return (h_pi, h_v, t + 1.0), out, _value_head(y_v, t, self.trial_steps)
+
+
+def _action_head(y: jax.Array, x: jax.Array, out: int, head_layer: int) -> jax.Array:
+    """The action distribution's parameters ``[..., out]`` from the network's features
+    ``y``; with ``head_layer > 0`` through a ReLU layer of that width over ``[y, x]``, ``x``
+    the step's raw input."""
+    if head_layer:
+        y = nn.relu(nn.Dense(head_layer, name="head_layer")(jnp.concatenate([y, x], -1)))
+    return nn.Dense(out, name="policy_head")(y)
 
 
 def _value_head(y: jax.Array, t: jax.Array, trial_steps: int) -> jax.Array:
@@ -250,9 +256,11 @@ class TransformerActorCritic(nn.Module):
     max_steps: int
     trial_steps: int = 0
     input_layer: int = 0
+    head_layer: int = 0
 
     @nn.compact
     def __call__(self, x, t, decode: bool, mask=None):
+        x_in = x
         if self.input_layer:
             x = nn.relu(nn.Dense(self.input_layer, name="input_layer")(x))
         position = jnp.minimum(t, self.max_steps - 1).astype(jnp.int32)
@@ -263,7 +271,8 @@ class TransformerActorCritic(nn.Module):
             y = nn.LayerNorm()(h)
             h = h + nn.Dense(self.width)(nn.relu(nn.Dense(4 * self.width)(y)))
         h = nn.LayerNorm()(h)
-        return nn.Dense(self.out, name="policy_head")(h), _value_head(h, t, self.trial_steps)
+        return (_action_head(h, x_in, self.out, self.head_layer),
+                _value_head(h, t, self.trial_steps))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,11 +292,13 @@ class TransformerPolicy:
     init_log_std: float = 0.0
     trial_steps: int = 0  # > 0: the value head sees the fraction of the trial still to come
     input_layer: int = 0  # > 0: width of a ReLU layer over the input
+    head_layer: int = 0  # > 0: a ReLU layer over [trunk output, input] before the head
 
     @property
     def net(self) -> TransformerActorCritic:
         return TransformerActorCritic(self.width, self.layers, self.heads, self.action_dim,
-                                      self.max_steps, self.trial_steps, self.input_layer)
+                                      self.max_steps, self.trial_steps, self.input_layer,
+                                      self.head_layer)
 
     def _init(self, key: jax.Array):
         x = jnp.zeros((self.max_steps, self.input_dim), jnp.float32)

@@ -95,7 +95,8 @@ class RL2Config:
     # asymmetric actor-critic; the policy never does, at meta-training or meta-test (GRU only)
     head_layer: int = 0
     # if > 0, the action head reads a ReLU layer of this width over the policy GRU's output
-    # and the step's input (the current state, previous action and reward); GRU only
+    # (or the transformer's trunk) and the step's input (current state, previous action and
+    # reward)
 
     def __post_init__(self) -> None:
         for name in ("trial_episodes", "trials_per_iteration", "hidden", "ppo_epochs",
@@ -109,9 +110,6 @@ class RL2Config:
             raise ValueError("privileged_critic needs architecture gru")
         if not 0 <= self.input_layer <= 4096 or not 0 <= self.head_layer <= 4096:
             raise ValueError("input_layer and head_layer must be between 0 and 4096")
-        if self.head_layer and self.architecture != "gru":
-            raise ValueError("head_layer needs architecture gru (a transformer's blocks "
-                             "already see each step's input)")
         if self.lr_anneal_iterations < 0:
             raise ValueError("lr_anneal_iterations must be >= 0")
         if self.trials_per_iteration % self.minibatches:
@@ -182,6 +180,7 @@ class RL2(Algorithm):
         shape = (trials.input_dim(family), trials.action_encoding_dim(space), discrete)
         common: dict[str, Any] = dict(init_log_std=config.init_log_std,
                                       input_layer=config.input_layer,
+                                      head_layer=config.head_layer,
                                       trial_steps=steps if config.value_time else 0)
         self.policy: policies.RecurrentPolicy | policies.TransformerPolicy
         if config.architecture == "transformer":
@@ -191,9 +190,7 @@ class RL2(Algorithm):
         else:
             context = family.task_features_dim() if config.privileged_critic else 0
             self.policy = policies.RecurrentPolicy(*shape, hidden=config.hidden,
-                                                   context_dim=context,
-                                                   head_layer=config.head_layer,
-                                                   **common)
+                                                   context_dim=context, **common)
         lr = config.lr
         if config.lr_anneal_iterations:
             # one Adam step per minibatch: ppo_epochs * minibatches steps per iteration
