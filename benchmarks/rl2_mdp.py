@@ -68,9 +68,9 @@ NOTES = [
     "Duan et al. trained with TRPO, a GRU-256 policy, γ = 0.99 and GAE λ = 0.3 (as we "
     "recall the paper's appendix; unverified) and batches of the order of 10^5 steps per "
     "iteration. Here: PPO, GRU-128, 256 trials (25,600 steps) per iteration, the three "
-    "seeds training at once on the machine's 2 cores. The settings are the library's own for the family "
-    "(`RL2.paper_defaults['tabular-mdp']`, also what `adaptrl train rl2 --tasks "
-    "tabular-mdp` uses):", "",
+    "seeds training at once on the machine's 2 cores. The settings are the library's own "
+    "for the family (`RL2.paper_defaults['tabular-mdp']`, also what `adaptrl train rl2 "
+    "--tasks tabular-mdp` uses):", "",
     "- **a ReLU input layer of width 128** before the GRUs (`input_layer`): a GRU's gates "
     "are linear in its input, so conjunctions such as \"this action, and the reward was "
     "high\" must otherwise be built over several steps;",
@@ -106,9 +106,9 @@ NOTES = [
     "iteration 200, which the 256-trial run reached near iteration 800 |",
     "| the transformer policy instead of the GRUs (rl2_mdp_transformer.md) | 300 | "
     "121.52 ± 1.77 |",
-    "| the settings before the head layer + a privileged critic (`--set privileged_critic=true`: the "
-    "value GRU also sees the MDP's rewards and transitions) | 1600 | 136.87 ± 1.79 (value "
-    "loss about half; 5649 s beside another run) |",
+    "| the settings before the head layer + a privileged critic (`--set "
+    "privileged_critic=true`: the value GRU also sees the MDP's rewards and transitions) | "
+    "1600 | 136.87 ± 1.79 (value loss about half; 5649 s beside another run) |",
     "| the settings before the head layer through `adaptrl train rl2 --tasks tabular-mdp "
     "--iterations 4800` (step size annealed over 4800; scored on these tasks and with this "
     "file's evaluation key by `benchmarks/rl2_score_run.py runs/mdp-long`) | 4800 | 140.65 "
@@ -158,7 +158,7 @@ NOTES = [
     "11.25 ... 15.07): the look-up of the current state's remembered rewards was the "
     "bottleneck, not the memory alone.", "",
     "The training trial return was still rising at the end of the 1600 iterations (about "
-    "137 at iteration 800; per-iteration values of 145-153 over the last 200, printed "
+    "137 at iteration 800; per-iteration values of 144.7-152.6 over the last 200, printed "
     "every 50), so more iterations should close part of what is left; Duan et al. used "
     "roughly 10× our batch per iteration. Acting with the most likely action at meta-test "
     "(`eval_greedy`) instead of sampling gives 148.49 ± 1.01 for the same three states "
