@@ -52,14 +52,16 @@ def add_common_args(p: argparse.ArgumentParser, out: str) -> None:
                         "same settings instead of training again")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override an RL2Config field of the settings, e.g. gae_lambda=0.99; "
-                        "the kept states are then named after the overrides")
+                        "the kept states are then named after the overrides that change "
+                        "training (so --set eval_greedy=true --reuse evaluates the kept "
+                        "states with the most likely actions)")
 
 
 def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
     """Parse the command line; ``args.suffix`` is ``"_transformer"`` for the transformer
     policy (in the results file's name and the kept states' names), else ``""``;
     ``args.overrides`` holds the ``--set`` fields (values parsed as YAML) and ``args.tag``
-    names them for the kept states (``""`` without overrides); ``args.seed_list`` holds the
+    names those that change training for the kept states (``""`` without any); ``args.seed_list`` holds the
     meta-training seeds."""
     args = p.parse_args()
     args.suffix = "_transformer" if args.architecture == "transformer" else ""
@@ -74,7 +76,8 @@ def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
         if len(path) != 1:
             p.error(f"--set takes an RL2Config FIELD=VALUE, got {item!r}")
         args.overrides[path[0]] = value
-    args.tag = "".join(f"_{f}={v}" for f, v in args.overrides.items())
+    args.tag = "".join(f"_{f}={v}" for f, v in args.overrides.items()
+                       if f not in RL2Config.EVAL_ONLY)
     return args
 
 
@@ -91,22 +94,16 @@ def run_length(settings: dict, iterations: int | None) -> tuple[int, dict]:
 
 def _same_run(kept: dict, meta: dict, config: RL2Config) -> bool:
     """Whether a kept state's sidecar describes the run ``meta``. Configs are compared as
-    values, so a field added to RL2Config since (with its default) still matches."""
+    values, so a field added to RL2Config since (with its default) still matches, and
+    evaluation-only fields (``RL2Config.EVAL_ONLY``) are not compared."""
     if (kept.get("family"), kept.get("iterations")) != (meta["family"], meta["iterations"]):
         return False
-    if "fields" not in kept:  # sidecars written before the fields were kept: compare the
-        # repr over the fields it shows; every field it lacks must hold its default
-        fields = dataclasses.fields(config)
-        text = kept.get("config", "")
-        shown = [f for f in fields if f"({f.name}=" in text or f" {f.name}=" in text]
-        if any(getattr(config, f.name) != f.default for f in fields if f not in shown):
-            return False
-        ours = ", ".join(f"{f.name}={getattr(config, f.name)!r}" for f in shown)
-        return text == f"RL2Config({ours})"
     try:
-        return RL2Config(**kept["fields"]) == config
-    except (TypeError, ValueError):  # a field since removed or renamed
+        trained = RL2Config(**kept["fields"])
+    except (KeyError, TypeError, ValueError):  # no fields kept, or one since removed
         return False
+    return dataclasses.replace(
+        trained, **{f: getattr(config, f) for f in RL2Config.EVAL_ONLY}) == config
 
 
 def train_rl2(family, config: RL2Config, iterations: int, *, seed: int, name: str,

@@ -239,3 +239,23 @@ def test_privileged_critic_sees_the_task_and_the_policy_does_not():
     assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
     with pytest.raises(ValueError, match="privileged_critic"):
         RL2Config(privileged_critic=True, architecture="transformer")
+
+
+def test_benchmark_reuse_ignores_evaluation_only_fields(monkeypatch):
+    """A kept benchmark state is reused for a config that differs only in meta-test fields
+    (so ``--set eval_greedy=true --reuse`` evaluates it greedily), never for one that
+    trains differently, ran another length, or names a field RL2Config no longer has."""
+    import dataclasses
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _rl2_common import _same_run
+
+    config = RL2Config(lr=2e-3, head_layer=8)
+    meta = {"family": "TabularMDP()", "iterations": 10}
+    kept = {**meta, "fields": dataclasses.asdict(config)}
+    assert _same_run(kept, meta, dataclasses.replace(config, eval_greedy=True, eval_trials=4))
+    assert not _same_run(kept, meta, dataclasses.replace(config, lr=1e-3))
+    assert not _same_run({**kept, "iterations": 11}, meta, config)
+    assert not _same_run({**kept, "fields": {**kept["fields"], "gone": 1}}, meta, config)
+    assert not _same_run(meta, meta, config)  # no fields kept

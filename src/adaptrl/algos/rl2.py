@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import jax
@@ -97,6 +97,9 @@ class RL2Config:
     # if > 0, the action head reads a ReLU layer of this width over the policy GRU's output
     # (or the transformer's trunk) and the step's input (current state, previous action and
     # reward)
+
+    # the fields that change only meta-test, never training or the parameters
+    EVAL_ONLY: ClassVar[tuple[str, ...]] = ("eval_trials", "eval_greedy")
 
     def __post_init__(self) -> None:
         for name in ("trial_episodes", "trials_per_iteration", "hidden", "ppo_epochs",
