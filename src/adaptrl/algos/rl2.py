@@ -139,9 +139,9 @@ PAPER: dict[str, dict[str, Any]] = {
                "hidden": 128, "input_layer": 128, "value_time": True, "discount": 1.0,
                "lr": 2e-3, "lr_anneal_iterations": 1000, "entropy_coef": 0.001,
                "reward_scale": 0.1, "gae_lambda": 0.9},
-    "tabular-mdp": {"iterations": 1600, "trial_episodes": 10, "trials_per_iteration": 256,
+    "tabular-mdp": {"iterations": 2200, "trial_episodes": 10, "trials_per_iteration": 256,
                     "hidden": 128, "input_layer": 128, "value_time": True, "discount": 0.99,
-                    "gae_lambda": 0.3, "lr": 2e-3, "lr_anneal_iterations": 1600,
+                    "gae_lambda": 0.3, "lr": 2e-3, "lr_anneal_iterations": 2200,
                     "entropy_coef": 0.01, "reward_scale": 0.1, "head_layer": 128},
     "point-nav": {"iterations": 300, "trial_episodes": 2, "trials_per_iteration": 64},
 }
