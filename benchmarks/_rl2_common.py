@@ -61,8 +61,8 @@ def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
     """Parse the command line; ``args.suffix`` is ``"_transformer"`` for the transformer
     policy (in the results file's name and the kept states' names), else ``""``;
     ``args.overrides`` holds the ``--set`` fields (values parsed as YAML) and ``args.tag``
-    names those that change training for the kept states (``""`` without any); ``args.seed_list`` holds the
-    meta-training seeds."""
+    names those that change training for the kept states (``""`` without any);
+    ``args.seed_list`` holds the meta-training seeds."""
     args = p.parse_args()
     args.suffix = "_transformer" if args.architecture == "transformer" else ""
     args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
