@@ -217,11 +217,11 @@ def cmd_demo(args) -> None:
     train_run(run_dir, resume=resume, label="meta-training maml-trpo on point-nav")
     result = evaluate_runs([run_dir], split="test", num_tasks=40, steps=3)
     out.print(_curve_table(result))
-    closed = [gap_closed(result, k) for k in (1, 3)]
-    if None not in closed:
-        out.print(f"adaptation closes {100 * closed[0]:.0f}% of the gap between the "
+    one, three = gap_closed(result, 1), gap_closed(result, 3)
+    if one is not None and three is not None:
+        out.print(f"adaptation closes {100 * one:.0f}% of the gap between the "
                   f"pre-adaptation return and the exact optimum after one step, "
-                  f"{100 * closed[1]:.0f}% after three")
+                  f"{100 * three:.0f}% after three")
     png = plot_curves([result], run_dir / "adaptation_curve.png")
     out.print(f"plot: {png}\nrun directory: {run_dir}")
 
