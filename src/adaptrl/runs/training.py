@@ -101,13 +101,19 @@ def _check_memory(step, state: State, config: ResolvedConfig) -> None:
 
 
 def train(run_dir: Path, *, resume: bool = False,
-          on_iteration: Callable[[int, int, dict[str, float]], None] | None = None) -> State:
+          on_iteration: Callable[[int, int, dict[str, float]], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> State:
     """Train the run in ``run_dir`` to its configured number of iterations.
 
     With ``resume`` it continues from the newest checkpoint (or from the start if the run
     was killed before its first one). ``on_iteration(done, total, metrics)`` reports
     progress. Non-finite metrics or state stop training with :class:`Diverged` before
     anything of that iteration is saved; the newest checkpoint stays the last good one.
+
+    ``should_stop()`` is asked at each iteration boundary (the command line asks whether
+    SIGINT or SIGTERM arrived); when it is true, training stops there, checkpoints the
+    iterations done since the last checkpoint, and returns the state, whose ``iteration``
+    is then below the total. Resuming continues exactly as if it had not stopped.
     """
     config = load_run(run_dir)
     algorithm = config.algorithm()
@@ -130,8 +136,11 @@ def train(run_dir: Path, *, resume: bool = False,
             _check_memory(step, state, config)
         log = MetricsLog(run_dir, start=start)
         leaf_names = [f"state{name}" for name, _ in _float_leaves(state)]
+        saved = start  # the newest checkpoint's iteration (0: none, or the template's)
         try:
             for it in range(start, total):
+                if should_stop is not None and should_stop():
+                    break
                 t0 = time.perf_counter()
                 new_state, metrics, finite = step(state)
                 metrics = {k: float(v) for k, v in metrics.items()}
@@ -153,8 +162,12 @@ def train(run_dir: Path, *, resume: bool = False,
                     log.flush()
                     save_checkpoint(run_dir, state, keep=config.run.keep_checkpoints,
                                     config=config)
+                    saved = done
                 if on_iteration:
                     on_iteration(done, total, row)
+            if int(state["iteration"]) > saved:  # stopped between checkpoints: keep the work
+                log.flush()
+                save_checkpoint(run_dir, state, keep=config.run.keep_checkpoints, config=config)
         finally:
             log.close()
     return state
