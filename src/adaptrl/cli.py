@@ -164,8 +164,21 @@ def cmd_train(args) -> None:
             raise UserError("--resume takes the run's saved config; give no algorithm or "
                             "options (only --iterations, to train it longer)")
         run_dir = Path(args.resume)
-        c = (runs.extend_run(run_dir, args.iterations) if args.iterations
-             else runs.load_run(run_dir))
+        c = runs.load_run(run_dir)
+        if args.iterations is not None:
+            c = runs.extended(run_dir, c, args.iterations)  # validated; written on resume
+        done = runs.list_checkpoints(run_dir)
+        if done and done[-1] >= c.run.iterations:  # nothing to train: say so, compile nothing
+            anneal = getattr(c.algo_options, runs.ANNEAL, 0)
+            further = (f"its step size reached 0 at iteration {anneal}, so start a new run "
+                       "with a larger --iterations to train longer" if anneal and
+                       anneal <= done[-1] else
+                       f"to train it further: adaptrl train --resume "
+                       f"{shlex.quote(str(run_dir))} --iterations M (M > {done[-1]})")
+            print(f"{run_dir} is complete at iteration {done[-1]}; {further}", file=sys.stderr)
+            return
+        if args.iterations is not None:
+            c = runs.extend_run(run_dir, args.iterations)
         train_run(run_dir, resume=True, label=f"{c.algo} on {c.tasks} (resumed)")
         console.print(f"run directory: {run_dir}")
         return
@@ -183,8 +196,13 @@ def cmd_train(args) -> None:
                           overrides={"iterations": args.iterations, "seed": args.seed})
     run_dir = Path(args.out) if args.out else Path("runs") / (
         f"{args.algo}-{args.tasks}-seed{config.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    runs.create_run(run_dir, config)
-    train_run(run_dir, resume=False, label=f"{args.algo} on {args.tasks}")
+    new = runs.create_run(run_dir, config)
+    try:
+        train_run(run_dir, resume=False, label=f"{args.algo} on {args.tasks}")
+    except Exception as e:  # failed before its first checkpoint: leave nothing to block a retry
+        if not isinstance(e, _Stopped):
+            runs.discard_new_run(new)
+        raise
     console.print(f"run directory: {run_dir}")
 
 

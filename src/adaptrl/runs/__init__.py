@@ -34,7 +34,17 @@ from adaptrl.runs.checkpoints import (
     prune_checkpoints,
     save_checkpoint,
 )
-from adaptrl.runs.directory import create_run, extend_run, iter_runs, load_run, load_trained
+from adaptrl.runs.directory import (
+    NewRun,
+    create_run,
+    discard_new_run,
+    extend_run,
+    extended,
+    iter_runs,
+    load_run,
+    load_trained,
+    write_config,
+)
 from adaptrl.runs.files import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -67,6 +77,7 @@ __all__ = [
     "METRICS_FILE",
     "Diverged",
     "MetricsLog",
+    "NewRun",
     "ResolvedConfig",
     "RunSettings",
     "_locked",
@@ -75,7 +86,9 @@ __all__ = [
     "atomic_write",
     "config_from_json",
     "create_run",
+    "discard_new_run",
     "extend_run",
+    "extended",
     "fault_nan_at",
     "guarded_update",
     "iter_runs",
@@ -89,4 +102,5 @@ __all__ = [
     "resolve",
     "save_checkpoint",
     "train",
+    "write_config",
 ]

@@ -3,8 +3,10 @@ finished run further), and load its trained state."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,26 +16,80 @@ from adaptrl import config as cfg
 from adaptrl.algos.base import Algorithm, State
 from adaptrl.errors import UserError
 from adaptrl.runs.checkpoints import list_checkpoints, load_checkpoint
-from adaptrl.runs.files import CONFIG_FILE, _locked, atomic_write, read_json
+from adaptrl.runs.files import (
+    _TMP,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+    _locked,
+    atomic_write,
+    read_json,
+)
 from adaptrl.runs.settings import ANNEAL, ResolvedConfig, RunSettings, config_from_json
 
 
-def create_run(run_dir: Path, config: ResolvedConfig) -> None:
+@dataclasses.dataclass(frozen=True)
+class NewRun:
+    """What :func:`create_run` found and made, so :func:`discard_new_run` can undo it."""
+
+    run_dir: Path
+    made_dirs: tuple[Path, ...]  # directories it created, outermost first
+    existing: frozenset[str]  # names already in the run directory
+
+
+def create_run(run_dir: Path, config: ResolvedConfig) -> NewRun:
+    """Make a run directory holding ``config`` (``config.json``)."""
     if (run_dir / CONFIG_FILE).exists():
         raise UserError(f"{run_dir} already holds a run; use --resume or another --out")
+    missing = [d for d in (run_dir, *run_dir.parents) if not d.exists()][::-1]
     try:
+        existing = frozenset(os.listdir(run_dir)) if run_dir.is_dir() else frozenset()
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_dir / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode())
+        write_config(run_dir, config)
     except OSError as e:
         raise UserError(f"{run_dir}: cannot create the run directory "
                         f"({e.strerror or type(e).__name__})") from None
+    return NewRun(run_dir, tuple(missing), existing)
 
 
-def extend_run(run_dir: Path, iterations: int) -> ResolvedConfig:
-    """Change a run's schedule to ``iterations`` meta-iterations (to train a finished run
-    further on resume). Checkpoints stay valid: the schedule is not part of their identity,
-    and the RNG key lives in the state, so the result equals a run made that long."""
-    config = load_run(run_dir)
+def _run_file(name: str) -> bool:
+    """Whether ``name`` is a file that creating or training a run writes."""
+    return (name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE) or _TMP.match(name) is not None
+            or name.startswith("events.out.tfevents."))
+
+
+def discard_new_run(new: NewRun) -> bool:
+    """Undo :func:`create_run` after training failed before its first checkpoint: remove
+    the files that creating and training the run wrote, and the directories it made if
+    they are then empty, so that the same command can be retried. Nothing that was there
+    before is touched, and a run with a committed checkpoint is kept (it can be resumed).
+    Returns whether the run was removed."""
+    run_dir = new.run_dir
+    if not run_dir.is_dir() or list_checkpoints(run_dir):
+        return False
+    with contextlib.suppress(OSError):
+        for p in run_dir.iterdir():
+            if p.name in new.existing:
+                continue
+            if p.name == CHECKPOINT_DIR and p.is_dir() and not p.is_symlink():
+                for q in p.iterdir():
+                    if q.is_file() and (q.name.startswith("ckpt-") or _TMP.match(q.name)):
+                        q.unlink()
+                p.rmdir()
+            elif _run_file(p.name) and not p.is_dir():
+                p.unlink()
+    for d in reversed(new.made_dirs):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only if empty
+    return True
+
+
+def extended(run_dir: Path, config: ResolvedConfig, iterations: int) -> ResolvedConfig:
+    """``config`` with its schedule changed to ``iterations`` meta-iterations, refused where
+    that cannot train the run further or would shorten it; validates only, writes nothing.
+    Checkpoints stay valid: the schedule is not part of their identity, and the RNG key
+    lives in the state, so the result equals a run made that long."""
     done = list_checkpoints(run_dir)
     if done and iterations < done[-1]:
         raise UserError(f"{run_dir} is already at iteration {done[-1]}; cannot shorten it "
@@ -43,10 +99,21 @@ def extend_run(run_dir: Path, iterations: int) -> ResolvedConfig:
         raise UserError(f"{run_dir}: its step size reaches 0 at iteration {anneal} "
                         f"(algo.{ANNEAL}), so training to {iterations} would not change it; "
                         f"start a new run with --iterations {iterations}")
-    new = dataclasses.replace(config, run=cfg.from_dict(
+    return dataclasses.replace(config, run=cfg.from_dict(
         RunSettings, {**cfg.to_dict(config.run), "iterations": iterations}))
+
+
+def write_config(run_dir: Path, config: ResolvedConfig) -> None:
+    """Replace the run's ``config.json`` (atomically)."""
+    atomic_write(run_dir / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode())
+
+
+def extend_run(run_dir: Path, iterations: int) -> ResolvedConfig:
+    """Change a run's schedule to ``iterations`` meta-iterations (to train a finished run
+    further on resume); see :func:`extended`."""
+    new = extended(run_dir, load_run(run_dir), iterations)
     with _locked(run_dir):  # not while another process trains the run
-        atomic_write(run_dir / CONFIG_FILE, json.dumps(new.to_json(), indent=2).encode())
+        write_config(run_dir, new)
     return new
 
 

@@ -93,6 +93,10 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
     entry = algorithm_entry(algo)
     fam = family_entry(tasks)
     cls = entry.cls
+    kind = fam.factory.kind
+    if kind not in cls.kinds:
+        raise UserError(f"{algo} cannot learn {tasks}, a {kind} family: it learns "
+                        f"{' and '.join(cls.kinds)} families (see `adaptrl algos`)")
     paper = dict(cls.paper_defaults.get(tasks, {}))
     run_layer: dict[str, Any] = {"iterations": paper.pop("iterations", cls.default_iterations)}
     # a paper step size that anneals to 0 over the run follows the run's length, unless the
@@ -122,11 +126,13 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
     for key, value in entry.defaults.items():
         if layers["algo"].get(key) != value:
             raise UserError(f"{algo} fixes algo.{key}={value!r}; choose another algorithm name")
-    return ResolvedConfig(
+    resolved = ResolvedConfig(
         algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, layers["run"]),
         algo_options=cfg.from_dict(cls.Config, layers["algo"], where="algo."),
         task_options=make_family(tasks, layers["tasks"]),
     )
+    resolved.algorithm()  # refuses what the algorithm cannot build, before any file is made
+    return resolved
 
 
 def config_from_json(data: Any, *, source: str) -> ResolvedConfig:
