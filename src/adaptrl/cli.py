@@ -109,14 +109,18 @@ class _Stopped(Exception):
                              f"{resume}")
 
 
-def train_run(run_dir: Path, *, resume: bool, label: str) -> None:
+def train_run(run_dir: Path, *, resume: bool, label: str, iterations: int | None = None
+              ) -> None:
     """Train with a progress bar; shared by ``train`` and ``demo``. SIGINT or SIGTERM
-    stops at the next iteration boundary with a checkpoint (:class:`_Stopped`)."""
+    stops at the next iteration boundary with a checkpoint (:class:`_Stopped`).
+    ``iterations`` extends a resumed run (its config is rewritten only once the run's
+    checkpoint is verified)."""
     from adaptrl import runs
 
     config = runs.load_run(run_dir)
+    total = config.run.iterations if iterations is None else iterations
     with _stop_on_signals() as stop, _progress() as progress:
-        task = progress.add_task(label, total=config.run.iterations, info="compiling…")
+        task = progress.add_task(label, total=total, info="compiling…")
 
         def report(done: int, total: int, row: dict[str, float]) -> None:
             progress.update(task, completed=done, info=_headline(row))
@@ -124,12 +128,13 @@ def train_run(run_dir: Path, *, resume: bool, label: str) -> None:
         done = runs.list_checkpoints(run_dir) if resume else []
         progress.update(task, completed=done[-1] if done else 0)
         try:
-            state = runs.train(run_dir, resume=resume, on_iteration=report, should_stop=stop)
+            state = runs.train(run_dir, resume=resume, iterations=iterations,
+                               on_iteration=report, should_stop=stop)
         except UserError:
             progress.live.transient = True  # erase the bar: the error is the only line
             raise
     if stop.signum is not None:
-        raise _Stopped(stop.signum, run_dir, int(state["iteration"]), config.run.iterations)
+        raise _Stopped(stop.signum, run_dir, int(state["iteration"]), total)
 
 
 def _listing(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -177,9 +182,8 @@ def cmd_train(args) -> None:
                        f"{shlex.quote(str(run_dir))} --iterations M (M > {done[-1]})")
             print(f"{run_dir} is complete at iteration {done[-1]}; {further}", file=sys.stderr)
             return
-        if args.iterations is not None:
-            c = runs.extend_run(run_dir, args.iterations)
-        train_run(run_dir, resume=True, label=f"{c.algo} on {c.tasks} (resumed)")
+        train_run(run_dir, resume=True, label=f"{c.algo} on {c.tasks} (resumed)",
+                  iterations=args.iterations)
         console.print(f"run directory: {run_dir}")
         return
     if not args.algo or not args.tasks:

@@ -32,10 +32,12 @@ from adaptrl.runs.checkpoints import (
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
+    refuse_uncommitted,
     save_checkpoint,
 )
 from adaptrl.runs.directory import (
     NewRun,
+    Trained,
     create_run,
     discard_new_run,
     extend_run,
@@ -80,6 +82,7 @@ __all__ = [
     "NewRun",
     "ResolvedConfig",
     "RunSettings",
+    "Trained",
     "_locked",
     "_read_metric_lines",
     "_tree_signature",
@@ -99,6 +102,7 @@ __all__ = [
     "prune_checkpoints",
     "read_json",
     "read_metrics",
+    "refuse_uncommitted",
     "resolve",
     "save_checkpoint",
     "train",

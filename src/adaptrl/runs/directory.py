@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 
@@ -124,12 +125,26 @@ def load_run(run_dir: Path) -> ResolvedConfig:
     return config_from_json(read_json(path, what="run config"), source=str(path))
 
 
+class Trained(NamedTuple):
+    """A run's algorithm and a checkpoint's state; unpacks as ``algorithm, state``."""
+
+    algorithm: Algorithm
+    state: State
+
+    @property
+    def checkpoint_iteration(self) -> int:
+        """The iteration of the checkpoint that was loaded."""
+        return int(self.state["iteration"])
+
+
 def load_trained(run_dir: Path, config: ResolvedConfig, iteration: int | None = None
-                 ) -> tuple[Algorithm, State]:
-    """The run's algorithm and its newest (or the given) checkpoint's state."""
+                 ) -> Trained:
+    """The run's algorithm and its newest (or the given) checkpoint's state. A newest
+    checkpoint that is corrupt or has lost its metadata is refused (one line naming the
+    file), never silently replaced by an older one."""
     algorithm = config.algorithm()
     template = algorithm.init(key=jax.random.PRNGKey(config.run.seed))
-    return algorithm, load_checkpoint(run_dir, template, iteration, config=config)
+    return Trained(algorithm, load_checkpoint(run_dir, template, iteration, config=config))
 
 
 def iter_runs(dirs: Iterable[Path]) -> list[tuple[Path, ResolvedConfig]]:

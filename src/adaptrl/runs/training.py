@@ -26,9 +26,10 @@ from adaptrl.runs.checkpoints import (
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
+    refuse_uncommitted,
     save_checkpoint,
 )
-from adaptrl.runs.directory import load_run
+from adaptrl.runs.directory import extended, load_run, write_config
 from adaptrl.runs.files import _locked, _remove_stale_temporaries
 from adaptrl.runs.metrics import MetricsLog
 from adaptrl.runs.settings import ResolvedConfig
@@ -100,15 +101,19 @@ def _check_memory(step, state: State, config: ResolvedConfig) -> None:
                         f"{have / 2**30:.1f} GiB available; reduce the batch sizes")
 
 
-def train(run_dir: Path, *, resume: bool = False,
+def train(run_dir: Path, *, resume: bool = False, iterations: int | None = None,
           on_iteration: Callable[[int, int, dict[str, float]], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> State:
     """Train the run in ``run_dir`` to its configured number of iterations.
 
     With ``resume`` it continues from the newest checkpoint (or from the start if the run
-    was killed before its first one). ``on_iteration(done, total, metrics)`` reports
-    progress. Non-finite metrics or state stop training with :class:`Diverged` before
-    anything of that iteration is saved; the newest checkpoint stays the last good one.
+    was killed before its first one); ``iterations`` then changes the run's schedule (to
+    train a finished run further, see :func:`~adaptrl.runs.directory.extended`).
+    Everything is validated — the schedule, the checkpoint, the memory one iteration
+    needs — before anything is written, so a refused call changes nothing on disk.
+    ``on_iteration(done, total, metrics)`` reports progress. Non-finite metrics or state
+    stop training with :class:`Diverged` before anything of that iteration is saved; the
+    newest checkpoint stays the last good one.
 
     ``should_stop()`` is asked at each iteration boundary (the command line asks whether
     SIGINT or SIGTERM arrived); when it is true, training stops there, checkpoints the
@@ -116,14 +121,19 @@ def train(run_dir: Path, *, resume: bool = False,
     is then below the total. Resuming continues exactly as if it had not stopped.
     """
     config = load_run(run_dir)
+    if iterations is not None and not resume:
+        raise UserError(f"{run_dir}: a new run takes its iterations from its config; "
+                        "iterations= extends a resumed run")
     algorithm = config.algorithm()
     nan_at = fault_nan_at()
     with _locked(run_dir):
-        _remove_stale_temporaries(run_dir)
+        # ---- validate: the schedule, the newest checkpoint, the memory guard
+        new = config if iterations is None else extended(run_dir, config, iterations)
         template = algorithm.init(key=jax.random.PRNGKey(config.run.seed))
+        if resume:
+            refuse_uncommitted(run_dir)
         if resume and list_checkpoints(run_dir):
             state = load_checkpoint(run_dir, template, config=config)
-            prune_checkpoints(run_dir, keep=config.run.keep_checkpoints)  # a kill mid-prune
         elif list_checkpoints(run_dir):
             raise UserError(f"{run_dir} already has checkpoints; resume it (--resume) "
                             "instead of training it again")
@@ -131,9 +141,16 @@ def train(run_dir: Path, *, resume: bool = False,
             state = template
         start = int(state["iteration"])
         step = guarded_update(algorithm, nan_at=nan_at)
-        total = config.run.iterations
+        total = new.run.iterations
         if start < total:
             _check_memory(step, state, config)
+        # ---- then write: the new schedule, and clean-up after a kill
+        if new != config:
+            write_config(run_dir, new)
+            config = new
+        _remove_stale_temporaries(run_dir)
+        if resume:
+            prune_checkpoints(run_dir, keep=config.run.keep_checkpoints)  # a kill mid-prune
         log = MetricsLog(run_dir, start=start)
         leaf_names = [f"state{name}" for name, _ in _float_leaves(state)]
         saved = start  # the newest checkpoint's iteration (0: none, or the template's)
