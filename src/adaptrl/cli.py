@@ -7,8 +7,12 @@ Every user mistake (unknown names, malformed files, bad values) prints one line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,13 +51,76 @@ def _headline(row: dict[str, float]) -> str:
     return "  ".join(f"{k}={row[k]:.3f}" for k in keys[-3:])
 
 
-def train_run(run_dir: Path, *, resume: bool, label: str) -> None:
-    """Train with a progress bar; shared by ``train`` and ``demo``."""
+class _StopRequest:
+    """The first SIGINT or SIGTERM during training asks the loop to stop at the next
+    iteration boundary (``runs.train(should_stop=...)``); it also restores both signals'
+    default action, so a second one ends the process at once, even inside a compilation
+    or a long iteration (checkpoint files are written atomically, so that is safe)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.installed: dict[int, object] = {}
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        for s in self.installed:
+            signal.signal(s, signal.SIG_DFL)
+        with contextlib.suppress(RuntimeError, OSError):  # stderr busy in the main thread
+            print(f"\n{signal.Signals(signum).name}: stopping after this iteration and "
+                  "writing a checkpoint (Ctrl-C again to exit at once)", file=sys.stderr,
+                  flush=True)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Install :class:`_StopRequest` for SIGINT and SIGTERM while training (a signal the
+    parent set to be ignored, as ``nohup`` does, stays ignored)."""
+    stop = _StopRequest()
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            old = signal.getsignal(s)
+            if old is not signal.SIG_IGN:
+                stop.installed[s] = signal.SIG_DFL if old is None else old
+                signal.signal(s, stop.handle)
+    try:
+        yield stop
+    finally:
+        for s, old in stop.installed.items():
+            signal.signal(s, old)  # type: ignore[arg-type]
+
+
+class _Stopped(Exception):
+    """Training stopped on a signal; ``main`` says how to continue and exits 128 + signum."""
+
+    def __init__(self, signum: int, run_dir: Path, done: int, total: int):
+        self.status = 128 + signum
+        resume = f"adaptrl train --resume {shlex.quote(str(run_dir))}"
+        name = signal.Signals(signum).name
+        if done >= total:
+            super().__init__(f"{name}: the run is complete at iteration {done}")
+        elif done:
+            super().__init__(f"{name}: stopped at iteration {done} of {total} "
+                             f"(checkpointed); to continue: {resume}")
+        else:
+            super().__init__(f"{name}: stopped before the first checkpoint; to continue: "
+                             f"{resume}")
+
+
+def train_run(run_dir: Path, *, resume: bool, label: str, iterations: int | None = None
+              ) -> None:
+    """Train with a progress bar; shared by ``train`` and ``demo``. SIGINT or SIGTERM
+    stops at the next iteration boundary with a checkpoint (:class:`_Stopped`).
+    ``iterations`` extends a resumed run (its config is rewritten only once the run's
+    checkpoint is verified)."""
     from adaptrl import runs
 
     config = runs.load_run(run_dir)
-    with _progress() as progress:
-        task = progress.add_task(label, total=config.run.iterations, info="compiling…")
+    total = config.run.iterations if iterations is None else iterations
+    with _stop_on_signals() as stop, _progress() as progress:
+        task = progress.add_task(label, total=total, info="compiling…")
 
         def report(done: int, total: int, row: dict[str, float]) -> None:
             progress.update(task, completed=done, info=_headline(row))
@@ -61,10 +128,13 @@ def train_run(run_dir: Path, *, resume: bool, label: str) -> None:
         done = runs.list_checkpoints(run_dir) if resume else []
         progress.update(task, completed=done[-1] if done else 0)
         try:
-            runs.train(run_dir, resume=resume, on_iteration=report)
+            state = runs.train(run_dir, resume=resume, iterations=iterations,
+                               on_iteration=report, should_stop=stop)
         except UserError:
             progress.live.transient = True  # erase the bar: the error is the only line
             raise
+    if stop.signum is not None:
+        raise _Stopped(stop.signum, run_dir, int(state["iteration"]), total)
 
 
 def _listing(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -99,9 +169,21 @@ def cmd_train(args) -> None:
             raise UserError("--resume takes the run's saved config; give no algorithm or "
                             "options (only --iterations, to train it longer)")
         run_dir = Path(args.resume)
-        c = (runs.extend_run(run_dir, args.iterations) if args.iterations
-             else runs.load_run(run_dir))
-        train_run(run_dir, resume=True, label=f"{c.algo} on {c.tasks} (resumed)")
+        c = runs.load_run(run_dir)
+        if args.iterations is not None:
+            c = runs.extended(run_dir, c, args.iterations)  # validated; written on resume
+        done = runs.list_checkpoints(run_dir)
+        if done and done[-1] >= c.run.iterations:  # nothing to train: say so, compile nothing
+            anneal = getattr(c.algo_options, runs.ANNEAL, 0)
+            further = (f"its step size reached 0 at iteration {anneal}, so start a new run "
+                       "with a larger --iterations to train longer" if anneal and
+                       anneal <= done[-1] else
+                       f"to train it further: adaptrl train --resume "
+                       f"{shlex.quote(str(run_dir))} --iterations M (M > {done[-1]})")
+            print(f"{run_dir} is complete at iteration {done[-1]}; {further}", file=sys.stderr)
+            return
+        train_run(run_dir, resume=True, label=f"{c.algo} on {c.tasks} (resumed)",
+                  iterations=args.iterations)
         console.print(f"run directory: {run_dir}")
         return
     if not args.algo or not args.tasks:
@@ -118,8 +200,13 @@ def cmd_train(args) -> None:
                           overrides={"iterations": args.iterations, "seed": args.seed})
     run_dir = Path(args.out) if args.out else Path("runs") / (
         f"{args.algo}-{args.tasks}-seed{config.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    runs.create_run(run_dir, config)
-    train_run(run_dir, resume=False, label=f"{args.algo} on {args.tasks}")
+    new = runs.create_run(run_dir, config)
+    try:
+        train_run(run_dir, resume=False, label=f"{args.algo} on {args.tasks}")
+    except Exception as e:  # failed before its first checkpoint: leave nothing to block a retry
+        if not isinstance(e, _Stopped):
+            runs.discard_new_run(new)
+        raise
     console.print(f"run directory: {run_dir}")
 
 
@@ -292,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or type(e).__name__}", file=sys.stderr)
         return 2
+    except _Stopped as e:  # SIGINT or SIGTERM during training: 130 or 143, as a shell says
+        print(e, file=sys.stderr)
+        return e.status
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
