@@ -76,7 +76,7 @@ def main() -> None:
         "", "| gradient steps | mean MSE | IQM | 95% CI of IQM |", "|---|---|---|---|",
     ]
     for pt in result["curve"]:
-        lines.append(f"| {pt['adaptation_steps']} | {pt['mean']:.3f} | {pt['iqm']:.3f} | "
+        lines.append(f"| {pt['seen']} | {pt['mean']:.3f} | {pt['iqm']:.3f} | "
                      f"[{pt['ci_low']:.3f}, {pt['ci_high']:.3f}] |")
     lines += ["", "Adaptation uses plain SGD at the meta-training step size for every step. "
               "Where the mean runs far above the IQM, a few of the held-out functions "

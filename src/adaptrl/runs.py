@@ -76,14 +76,17 @@ class RunSettings:
     # how many of the newest checkpoints to keep
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ValueError("iterations must be >= 1")
-        if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
-            raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
+        for name in ("iterations", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise cfg.OptionError(name, "must be >= 1")
         if self.keep_checkpoints > 10_000:
-            raise ValueError("keep_checkpoints must be <= 10000")
+            raise cfg.OptionError("keep_checkpoints", "must be <= 10000")
         if not 0 <= self.seed < 2**31:
-            raise ValueError("seed must be in [0, 2**31)")
+            raise cfg.OptionError("seed", "must be in [0, 2**31)")
+
+
+#: run options that have a flag of their own: messages name them as the user gave them
+RUN_FLAGS = {"iterations": "--iterations", "seed": "--seed"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +172,7 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
         if layers["algo"].get(key) != value:
             raise UserError(f"{algo} fixes algo.{key}={value!r}; choose another algorithm name")
     return ResolvedConfig(
-        algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, layers["run"]),
+        algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, layers["run"], names=RUN_FLAGS),
         algo_options=cfg.from_dict(cls.Config, layers["algo"], where="algo."),
         task_options=make_family(tasks, layers["tasks"]),
     )
@@ -627,7 +630,7 @@ def extend_run(run_dir: Path, iterations: int) -> ResolvedConfig:
                         f"(algo.{ANNEAL}), so training to {iterations} would not change it; "
                         f"start a new run with --iterations {iterations}")
     new = dataclasses.replace(config, run=cfg.from_dict(
-        RunSettings, {**cfg.to_dict(config.run), "iterations": iterations}))
+        RunSettings, {**cfg.to_dict(config.run), "iterations": iterations}, names=RUN_FLAGS))
     with _locked(run_dir):  # not while another process trains the run
         atomic_write(run_dir / CONFIG_FILE, json.dumps(new.to_json(), indent=2).encode())
     return new
