@@ -30,14 +30,17 @@ class RunSettings:
     # how many of the newest checkpoints to keep
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ValueError("iterations must be >= 1")
-        if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
-            raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
+        for name in ("iterations", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise cfg.OptionError(name, "must be >= 1")
         if self.keep_checkpoints > 10_000:
-            raise ValueError("keep_checkpoints must be <= 10000")
+            raise cfg.OptionError("keep_checkpoints", "must be <= 10000")
         if not 0 <= self.seed < 2**31:
-            raise ValueError("seed must be in [0, 2**31)")
+            raise cfg.OptionError("seed", "must be in [0, 2**31)")
+
+
+#: run options that have a flag of their own: messages name them as the user gave them
+RUN_FLAGS = {"iterations": "--iterations", "seed": "--seed"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +130,7 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
         if layers["algo"].get(key) != value:
             raise UserError(f"{algo} fixes algo.{key}={value!r}; choose another algorithm name")
     resolved = ResolvedConfig(
-        algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, layers["run"]),
+        algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, layers["run"], names=RUN_FLAGS),
         algo_options=cfg.from_dict(cls.Config, layers["algo"], where="algo."),
         task_options=make_family(tasks, layers["tasks"]),
     )
