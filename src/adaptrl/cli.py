@@ -116,11 +116,46 @@ def cmd_train(args) -> None:
         file_data = cfg.load_yaml(text, source=str(path))
     config = runs.resolve(args.algo, args.tasks, file_data=file_data, sets=args.set,
                           overrides={"iterations": args.iterations, "seed": args.seed})
+    _state_defaults(config)
     run_dir = Path(args.out) if args.out else Path("runs") / (
         f"{args.algo}-{args.tasks}-seed{config.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     runs.create_run(run_dir, config)
     train_run(run_dir, resume=False, label=f"{args.algo} on {args.tasks}")
     console.print(f"run directory: {run_dir}")
+
+
+def _state_defaults(config) -> None:
+    """Say so when a family has no paper setting for the algorithm: its defaults apply."""
+    from adaptrl import config as cfg
+    from adaptrl.algos import algorithm_entry
+
+    cls = algorithm_entry(config.algo).cls
+    if config.tasks in cls.paper_defaults:
+        return
+    options = ", ".join(f"{k}={v}" for k, v in cfg.to_dict(config.algo_options).items())
+    console.print(f"{config.tasks}: no paper setting for {config.algo}; defaults apply: "
+                  f"iterations={config.run.iterations}, {options}", soft_wrap=True)
+
+
+def cmd_check(args) -> int:
+    from adaptrl import config as cfg
+    from adaptrl.tasks import make_family
+    from adaptrl.tasks.check import check_family
+
+    options = {}
+    for item in args.set:
+        path, value = cfg.parse_set(item)
+        if len(path) != 2 or path[0] != "tasks":
+            raise UserError(f"check takes only --set tasks.KEY=VALUE, got {cfg.short(item)}")
+        options[path[1]] = value
+    family = make_family(args.family, options)
+    problems = check_family(family)
+    if problems:
+        for problem in problems:
+            out.print(f"FAIL {args.family}: {problem}", soft_wrap=True, markup=False)
+        return 1
+    out.print(f"ok {args.family}: {type(family).__name__} passes every check", markup=False)
+    return 0
 
 
 def _curve_table(result: dict) -> Table:
@@ -234,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="meta-train an algorithm on a task family")
     t.add_argument("algo", nargs="?", help="algorithm, e.g. maml-trpo (see `adaptrl algos`)")
-    t.add_argument("--tasks", help="task family (see `adaptrl tasks`)")
+    t.add_argument("--tasks", help="task family (see `adaptrl tasks`), or your own as "
+                                   "MODULE:CLASS, e.g. mypkg.envs:MyFamily")
     t.add_argument("--config", help="YAML file of options (keys: run options, algo:, tasks:)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one option: iterations=5, algo.inner_lr=0.1, tasks.arms=10")
@@ -262,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="family option for --reference when no run is given")
     e.set_defaults(fn=cmd_eval)
 
+    c = sub.add_parser("check", help="check a task family (yours too: MODULE:CLASS)")
+    c.add_argument("family", help="family name, or MODULE:CLASS")
+    c.add_argument("--set", action="append", default=[], metavar="tasks.KEY=VALUE",
+                   help="family option")
+    c.set_defaults(fn=cmd_check)
+
     d = sub.add_parser("demo", help="meta-train MAML on point-nav and show adaptation")
     d.add_argument("--out", default="runs/demo", help="run directory")
     d.add_argument("--iterations", type=int, default=40,
@@ -274,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        args.fn(args)
+        status = args.fn(args)
     except UserError as e:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
@@ -286,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -94,8 +94,10 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks:
     per_seed = []
     for path, c in loaded:
         algorithm, state = runs.load_trained(path, c)
-        curve_fn = jax.jit(lambda tasks, *, key, a=algorithm, s=state:
-                           a.adaptation_curve(s, tasks, key=key, steps=k))
+        curve_fn = (lambda tasks, *, key, a=algorithm, s=state:
+                    a.adaptation_curve(s, tasks, key=key, steps=k))
+        if algorithm.jittable:  # else a host sampler steps the environments
+            curve_fn = jax.jit(curve_fn)
         per_seed.append(score_tasks(curve_fn, c.task_options, split, num_tasks,
                                     key=jax.random.PRNGKey(seed)))
     return _result(first.algo, first.tasks, first.task_options, algorithm.curve_unit, per_seed,
