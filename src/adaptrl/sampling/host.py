@@ -233,6 +233,7 @@ class _ProcessPool:
             while not conn.poll(0.05):
                 waited += 0.05
                 if not proc.is_alive():
+                    proc.join(timeout=1)  # collect its exit code
                     raise SamplerError(f"{describe(w)}: its worker process died "
                                        f"(exit code {proc.exitcode})")
                 if waited > self.timeout:
@@ -241,6 +242,7 @@ class _ProcessPool:
             try:
                 replies.append(conn.recv())
             except (EOFError, OSError):
+                proc.join(timeout=1)
                 raise SamplerError(f"{describe(w)}: its worker process died "
                                    f"(exit code {proc.exitcode})") from None
         return replies
@@ -439,7 +441,7 @@ class HostSampler(Sampler):
             rec["obs"].append(obs)
             rec["action"].append(flat_action)
             rec["reward"].append(np.where(alive, reward, 0.0).astype(np.float32))
-            rec["done"].append(terminated | truncated | ~alive)
+            rec["done"].append(terminated | ~alive)  # a time limit is not terminal
             rec["mask"].append(alive.astype(np.float32))
             rec["log_prob"].append(log_prob.reshape(M))
             rec["success"].append(success & alive)

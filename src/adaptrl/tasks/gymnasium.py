@@ -144,7 +144,7 @@ class GymnasiumFamily(HostFamily):
             task = {name: sum(self.task_range(name)) / 2 for name in self.task_params}
         kwargs = self.constructor_kwargs(task)
         try:
-            return gym.make(self.env_id, max_episode_steps=self.horizon, render_mode=None,
+            return gym.make(self.env_id, max_episode_steps=self.horizon,
                             disable_env_checker=True, **kwargs)
         except TypeError as e:
             raise UserError(f"{self.env_id} does not accept the task parameters "
