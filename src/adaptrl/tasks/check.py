@@ -59,7 +59,9 @@ def _check_tasks(family: TaskFamily, problems: list[str]) -> Any:
         problems.append("the first 5 of 8 held-out tasks differ from 5 held-out tasks")
     if not _same(train, train_again):
         problems.append("the same key gives different meta-train tasks")
-    if _same(train, other) and any(np.ptp(np.asarray(x)) > 0 for x in leaves):
+    if not any(np.ptp(np.asarray(x)) > 0 for x in leaves + jax.tree.leaves(train)):
+        problems.append("every task is the same: the family has no task variation")
+    elif _same(train, other):
         problems.append("different keys give the same meta-train tasks")
     if any(np.array_equal(np.asarray(a), np.asarray(b))
            for a, b in zip(jax.tree.leaves(train), leaves, strict=True)
@@ -93,11 +95,12 @@ def _check_jax_env(family: RLFamily, tasks: Any, problems: list[str]) -> None:
                         f"({type(e).__name__}: {' '.join(str(e).split())[:200]})")
         return
     obs, obs2, r, d = out
-    if obs.shape != (3, *obs_shape) or obs2.shape != (3, *obs_shape):
-        problems.append(f"observations have shape {obs.shape[1:]}, the observation space "
-                        f"says {obs_shape}")
-    if obs.dtype != jnp.float32 or r.dtype != jnp.float32 or d.dtype != jnp.bool_:
-        problems.append(f"dtypes must be float32 obs and reward, bool done; got {obs.dtype}, "
+    for what, o in (("reset", obs), ("step", obs2)):
+        if o.shape != (3, *obs_shape):
+            problems.append(f"{what} gives observations of shape {o.shape[1:]}, the "
+                            f"observation space says {obs_shape}")
+    if obs2.dtype != jnp.float32 or r.dtype != jnp.float32 or d.dtype != jnp.bool_:
+        problems.append(f"dtypes must be float32 obs and reward, bool done; got {obs2.dtype}, "
                         f"{r.dtype}, {d.dtype}")
     if r.shape != (3,) or d.shape != (3,):
         problems.append("reward and done must be scalars per step")
