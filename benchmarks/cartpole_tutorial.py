@@ -26,8 +26,8 @@ FAMILY = "cartpole_tasks:CartPoleTarget"
 SETTINGS = {
     "maml-trpo": ["algo.meta_batch_size=20", "algo.episodes_per_task=10",
                   "algo.eval_episodes=10", "algo.hidden=[64,64]", "algo.inner_lr=0.1"],
-    "rl2": ["algo.trials_per_iteration=64", "algo.trial_episodes=2", "algo.hidden=64",
-            "algo.minibatches=4"],
+    "rl2": ["algo.trials_per_iteration=64", "algo.trial_episodes=3", "algo.hidden=64",
+            "algo.minibatches=4", "tasks.sparse=true"],
 }
 
 
@@ -48,6 +48,7 @@ def main() -> None:
     p.add_argument("--num-tasks", type=int, default=100)
     p.add_argument("--out", default=None)
     p.add_argument("--set", action="append", default=[])
+    p.add_argument("--suffix", default="", help="appended to the results file names")
     args = p.parse_args()
     out = args.out or f"runs/cartpole-{args.algo}-seed{args.seed}"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -89,9 +90,9 @@ def main() -> None:
         f"({'confidence intervals apart' if apart else 'confidence intervals overlap'}).", "",
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"cartpole_tutorial_{args.algo}.md"
-    path.write_text("\n".join(lines))
-    (RESULTS / f"cartpole_tutorial_{args.algo}.json").write_text(json.dumps(result, indent=1))
+    name = f"cartpole_tutorial_{args.algo}{args.suffix}"
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
     print("\n".join(lines))
 
 

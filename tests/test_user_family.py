@@ -132,20 +132,16 @@ def test_checker_reports_what_is_wrong(user_module, capsys):
     assert "every task is the same: the family has no task variation" in capsys.readouterr().out
 
 
-def test_train_eval_resume_a_user_family_in_new_processes(user_module, tmp_path):
+def test_train_resume_eval_a_user_family(user_module, tmp_path, capsys):
     """The run directory names MODULE:CLASS; a later process resolves it again."""
     run = tmp_path / "run"
+    assert main(["train", "maml-vpg", "--tasks", "myfams:Line", "--iterations", "1",
+                 "--out", str(run), *TINY]) == 0
+    assert "myfams:Line: no paper setting for maml-vpg; defaults apply" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["tasks"] == "myfams:Line"
+    assert main(["train", "--resume", str(run), "--iterations", "2"]) == 0
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(user_module), *sys.path]))
     cli = [sys.executable, "-m", "adaptrl.cli"]
-    proc = subprocess.run([*cli, "train", "maml-vpg", "--tasks", "myfams:Line", "--iterations",
-                           "1", "--out", str(run), *TINY], env=env, capture_output=True,
-                          text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "myfams:Line: no paper setting for maml-vpg; defaults apply" in proc.stderr
-    assert json.loads((run / "config.json").read_text())["tasks"] == "myfams:Line"
-    proc = subprocess.run([*cli, "train", "--resume", str(run), "--iterations", "2"], env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
     proc = subprocess.run([*cli, "eval", str(run), "--num-tasks", "2", "--adapt-steps", "1",
                            "--json"], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -22,6 +22,8 @@ class CartPoleTarget(GymnasiumFamily):
     # range of the hidden target cart position (reward wrapper)
     pole_length: tuple[float, float] = (0.3, 0.8)
     # range of the pole's half-length (set on the environment before each reset)
+    sparse: bool = False
+    # reward the target only within 0.3 of it (an RL² trial must search for it once)
 
     task_params: ClassVar[tuple[str, ...]] = ("target", "pole_length")
 
@@ -31,5 +33,7 @@ class CartPoleTarget(GymnasiumFamily):
         cartpole.polemass_length = cartpole.masspole * cartpole.length
 
     def reward(self, task, obs, action, reward, next_obs, info):
-        # 1 per step alive, less the distance of the cart to the hidden target
-        return reward - abs(float(next_obs[0]) - float(task["target"]))
+        distance = abs(float(next_obs[0]) - float(task["target"]))
+        if self.sparse:  # 1 per step alive, 1 more near the hidden target
+            return reward + float(distance < 0.3)
+        return reward - distance  # 1 per step alive, less the distance to the target

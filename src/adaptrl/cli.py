@@ -116,6 +116,10 @@ def cmd_train(args) -> None:
         file_data = cfg.load_yaml(text, source=str(path))
     config = runs.resolve(args.algo, args.tasks, file_data=file_data, sets=args.set,
                           overrides={"iterations": args.iterations, "seed": args.seed})
+    if config.sampler.ray:  # before anything is written or said
+        from adaptrl.sampling.ray_workers import check_reachable
+
+        check_reachable(config.sampler.ray)
     _state_defaults(config)
     run_dir = Path(args.out) if args.out else Path("runs") / (
         f"{args.algo}-{args.tasks}-seed{config.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}")

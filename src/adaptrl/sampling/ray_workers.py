@@ -22,7 +22,7 @@ from adaptrl.sampling.host import SamplerError, WorkerCore
 from adaptrl.tasks.base import HostFamily
 
 
-def _check_reachable(address: str) -> tuple[str, int]:
+def check_reachable(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"sampler.ray must be HOST:PORT of a running Ray cluster, got "
@@ -53,7 +53,7 @@ class RayPool:
             import ray
         except ImportError:
             raise UserError("sampler.ray needs Ray: pip install 'adaptrl[ray]'") from None
-        _check_reachable(address)
+        check_reachable(address)
         self.ray, self.timeout = ray, timeout
         if not ray.is_initialized():
             path = os.pathsep.join(p for p in sys.path if p)
