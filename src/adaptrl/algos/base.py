@@ -57,6 +57,12 @@ class Algorithm(abc.ABC):
             self.sampler = make_sampler(family)
 
     @property
+    def _sampler(self) -> Sampler:
+        """The sampler of an RL algorithm (regression families have none)."""
+        assert self.sampler is not None, "regression families have no sampler"
+        return self.sampler
+
+    @property
     def jittable(self) -> bool:
         """Whether ``update`` and ``adaptation_curve`` can be traced by ``jax.jit`` (no host
         sampler): the run loop and the harness jit them whole where they can."""

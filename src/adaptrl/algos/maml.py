@@ -284,7 +284,7 @@ class MAML(Algorithm):
         params, per_task = state["params"], False
         trajs, batches = [], []
         for i in range(steps + 1):
-            traj = self.sampler.episodes(self.policy, params, tasks, keys=step_keys[:, i],
+            traj = self._sampler.episodes(self.policy, params, tasks, keys=step_keys[:, i],
                                          num=episodes, per_task=per_task)
             batch = self._batches(state, traj)
             trajs.append(traj)

@@ -222,7 +222,7 @@ class RL2(Algorithm):
     # ---- collect ---------------------------------------------------------------------
     def _trials(self, params, tasks, key, episodes: int, greedy: bool = False) -> Trial:
         keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
-        return self.sampler.trials(self.policy, params, tasks, keys=keys, episodes=episodes,
+        return self._sampler.trials(self.policy, params, tasks, keys=keys, episodes=episodes,
                                    greedy=greedy)
 
     def _advantages(self, tr: Trial):

@@ -94,8 +94,9 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks:
     per_seed = []
     for path, c in loaded:
         algorithm, state = runs.load_trained(path, c)
-        curve_fn = (lambda tasks, *, key, a=algorithm, s=state:
-                    a.adaptation_curve(s, tasks, key=key, steps=k))
+        def curve_fn(tasks, *, key, a=algorithm, s=state):
+            return a.adaptation_curve(s, tasks, key=key, steps=k)
+
         if algorithm.jittable:  # else a host sampler steps the environments
             curve_fn = jax.jit(curve_fn)
         per_seed.append(score_tasks(curve_fn, c.task_options, split, num_tasks,

@@ -70,7 +70,7 @@ class Sampler(abc.ABC):
         recurrent-policy ``params``, trial ``i`` with key ``keys[i]``: arrays
         ``[N, episodes * horizon, ...]`` (:mod:`adaptrl.sampling.trials`)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most samplers hold nothing
         """Release workers (a no-op for samplers without any)."""
 
 

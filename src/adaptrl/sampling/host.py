@@ -40,7 +40,7 @@ import sys
 import traceback
 import types
 import weakref
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import jax
@@ -129,7 +129,7 @@ class WorkerCore:
 
     def reset(self, tasks: list[dict[str, np.ndarray]], seeds: list[int]) -> np.ndarray:
         vec = self._ensure(len(tasks))
-        obs, _ = vec.reset(seed=seeds, options={"tasks": tasks})
+        obs, _ = vec.reset(seed=list[int | None](seeds), options={"tasks": tasks})
         return np.asarray(obs, np.float32)
 
     def step(self, actions: np.ndarray):
@@ -142,7 +142,7 @@ class WorkerCore:
                 np.asarray(terminated, bool), np.asarray(truncated, bool), success)
 
     def simulator_steps(self) -> list[int]:
-        return [env.steps for env in self.vec.envs] if self.vec is not None else []
+        return [cast(_Slot, env).steps for env in self.vec.envs] if self.vec is not None else []
 
     def close(self) -> None:
         if self.vec is not None:

@@ -12,6 +12,7 @@ Ray is an optional extra: ``pip install "adaptrl[ray]"``.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -58,14 +59,14 @@ class RayPool:
         if not ray.is_initialized():
             path = os.pathsep.join(p for p in sys.path if p)
             try:
-                ray.init(address=address, logging_level="ERROR", log_to_driver=False,
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                          runtime_env={"env_vars": {"PYTHONPATH": path}})
             except Exception as e:  # noqa: BLE001 - Ray raises several types here
                 raise UserError(f"cannot connect to the Ray cluster at {address} "
                                 f"({type(e).__name__}: {' '.join(str(e).split())[:200]})"
                                 ) from None
-        remote = ray.remote(num_cpus=1, max_restarts=0)(_Actor)
-        self.actors = [remote.remote(family) for _ in range(n)]
+        remote: Any = ray.remote(num_cpus=1, max_restarts=0)(_Actor)
+        self.actors: list[Any] = [remote.remote(family) for _ in range(n)]
 
     def __len__(self) -> int:
         return len(self.actors)

@@ -117,7 +117,7 @@ def _host_episode(family: HostFamily, task: dict, seed: int, steps: int):
         obs, _ = env.reset(seed=seed, options={"task": task})
         space = family.action_space
         space.seed(seed)
-        trace = [np.asarray(obs)]
+        trace: list[Any] = [np.asarray(obs)]
         for _ in range(steps):
             obs, r, term, trunc, _ = env.step(space.sample())
             trace.append((np.asarray(obs), r, term, trunc))
