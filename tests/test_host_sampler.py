@@ -180,3 +180,19 @@ def test_one_small_iteration_on_a_host_family(algo, sets):
         assert curve["return"].shape == (2, 2) and curve["success"].shape == (2, 2)
     finally:
         alg.sampler.close()
+
+
+def test_sampler_settings_are_run_config_but_not_identity():
+    config = runs.resolve("rl2", "host_envs:PointGoals", sets=["sampler.workers=3"])
+    assert config.sampler == SamplerSettings(workers=3)
+    again = runs.config_from_json(config.to_json(), source="config.json")
+    assert again.sampler.workers == 3 and again.identity() == config.identity()
+    other = runs.resolve("rl2", "host_envs:PointGoals", sets=["sampler.workers=1"])
+    assert other.identity() == config.identity()  # where it steps is not what it samples
+    with pytest.raises(UserError, match="unknown config key sampler.cores"):
+        runs.resolve("rl2", "host_envs:PointGoals", sets=["sampler.cores=2"])
+    with pytest.raises(UserError, match="sampler: workers must be between 0 and 1024"):
+        runs.resolve("rl2", "host_envs:PointGoals", sets=["sampler.workers=-1"])
+    # a run written before samplers existed still loads
+    old = {k: v for k, v in config.to_json().items() if k != "sampler"}
+    assert runs.config_from_json(old, source="old.json").sampler == SamplerSettings()
