@@ -149,12 +149,25 @@ def test_a_worker_that_dies_is_one_line_naming_its_tasks():
         _collect_one(Ticks(crash=(1.0, 1.0)))
 
 
-def test_bad_input_is_one_line():
+def test_bad_input_is_one_line(capsys):
+    from adaptrl.cli import main
+
     with pytest.raises(UserError, match="unknown Gymnasium environment 'NoSuchEnv-v9'"):
         PointGoals(env_id="NoSuchEnv-v9")
     with pytest.raises(UserError, match="does not accept the task parameters"):
-        BadKwarg().observation_space  # noqa: B018
+        BadKwarg()
     assert check_family(PointGoals()) == [] and check_family(Ticks()) == []
+    for argv, needle in [
+        (["--tasks", "host_envs:PointGoals", "--set", "tasks.env_id=NoSuchEnv-v9"],
+         "unknown Gymnasium environment 'NoSuchEnv-v9'"),
+        (["--tasks", "host_envs:BadKwarg"], "adaptrl-test/Point-v0 does not accept the task "
+                                             "parameters ['wind']"),
+        (["--tasks", "host_envs:PointGoals", "--set", "tasks.goal_x=[1,0]"],
+         "goal_x must be a range [low, high] with low <= high"),
+    ]:
+        assert main(["train", "maml-trpo", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
 
 
 @pytest.mark.parametrize("algo,sets", [

@@ -96,6 +96,7 @@ class GymnasiumFamily(HostFamily):
         for name in self.constructor_params:
             if name not in self.task_params:
                 raise ValueError(f"constructor parameter {name!r} is not in task_params")
+        self._probe  # noqa: B018 - build one environment now: a rejected parameter fails here
 
     def task_range(self, name: str) -> tuple[float, float]:
         value = getattr(self, name)
