@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The extras that `make install` (so `make demo`, `make test` and CI's .ci/run) installs,
 # and that `make lock` pins. Add an extra here when CI needs it, then run `make lock`.
-EXTRAS ?= test
+EXTRAS ?= test,all
 CONSTRAINTS := constraints.txt
 
 .PHONY: demo test lint install bench lock test-latest

@@ -41,8 +41,7 @@ def test_gauss_newton_fisher_equals_kl_hessian_through_adaptation(first_order):
     state = alg.init(key=jax.random.PRNGKey(0))
     tasks = alg.family.tasks("train", 3, key=jax.random.PRNGKey(1))
     keys = jax.random.split(jax.random.PRNGKey(2), 3)
-    trajs, batches, adapted = jax.vmap(
-        lambda t, k: alg._collect(state, state["params"], t, k, steps=1, episodes=4))(tasks, keys)
+    trajs, batches, adapted = alg._collect(state, tasks, keys, steps=1, episodes=4)
     inner, post = batches[:-1], batches[-1]
     old = jax.vmap(alg.policy.apply)(adapted, post.obs)
     flat, unravel = ravel_pytree(state["params"])

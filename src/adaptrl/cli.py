@@ -277,6 +277,11 @@ def cmd_train(args) -> None:
         file_data = cfg.load_yaml(text, source=str(path))
     config = runs.resolve(args.algo, args.tasks, file_data=file_data, sets=args.set,
                           overrides={"iterations": args.iterations, "seed": args.seed})
+    if config.sampler.ray:  # before anything is written or said
+        from adaptrl.sampling.ray_workers import check_reachable
+
+        check_reachable(config.sampler.ray)
+    _state_defaults(config)
     run_dir = Path(args.out) if args.out else Path("runs") / (
         f"{args.algo}-{args.tasks}-seed{config.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     new = runs.create_run(run_dir, config)
@@ -287,6 +292,33 @@ def cmd_train(args) -> None:
             runs.discard_new_run(new)
         raise
     console.print(f"run directory: {run_dir}")
+
+
+def _state_defaults(config) -> None:
+    """Say so when a family has no paper setting for the algorithm: its defaults apply."""
+    from adaptrl import config as cfg
+    from adaptrl.algos import algorithm_entry
+
+    cls = algorithm_entry(config.algo).cls
+    if config.tasks in cls.paper_defaults:
+        return
+    options = ", ".join(f"{k}={v}" for k, v in cfg.to_dict(config.algo_options).items())
+    console.print(f"{config.tasks}: no paper setting for {config.algo}; defaults apply: "
+                  f"iterations={config.run.iterations}, {options}", soft_wrap=True)
+
+
+def cmd_check(args) -> int:
+    from adaptrl.tasks import make_family
+    from adaptrl.tasks.check import check_family
+
+    family = make_family(args.family, _task_sets(args.set, command="check"))
+    problems = check_family(family)
+    if problems:
+        for problem in problems:
+            out.print(f"FAIL {args.family}: {problem}", soft_wrap=True, markup=False)
+        return 1
+    out.print(f"ok {args.family}: {type(family).__name__} passes every check", markup=False)
+    return 0
 
 
 #: the column header of a curve's x axis, by unit (the caption says it in full)
@@ -348,15 +380,15 @@ def _curve_table(result: dict) -> Table:
     return table
 
 
-def _task_sets(items: list[str]) -> dict:
-    """``eval --set tasks.KEY=VALUE`` items as ``{KEY: VALUE}``."""
+def _task_sets(items: list[str], *, command: str = "eval") -> dict:
+    """``--set tasks.KEY=VALUE`` items (of ``eval`` or ``check``) as ``{KEY: VALUE}``."""
     from adaptrl import config as cfg
 
     options = {}
     for item in items:
         path, value = cfg.parse_set(item)
         if len(path) != 2 or path[0] != "tasks":
-            raise UserError(f"eval --set takes only tasks.KEY=VALUE, got {cfg.short(item)}")
+            raise UserError(f"{command} --set takes only tasks.KEY=VALUE, got {cfg.short(item)}")
         options[path[1]] = value
     return options
 
@@ -429,7 +461,7 @@ def cmd_demo(args) -> None:
 
 
 #: commands that compile and run JAX programs (they use the persistent compilation cache)
-COMPUTING = ("train", "eval", "demo")
+COMPUTING = ("train", "eval", "demo", "check")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -443,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="meta-train an algorithm on a task family")
     t.add_argument("algo", nargs="?", help="algorithm, e.g. maml-trpo (see `adaptrl algos`)")
-    t.add_argument("--tasks", help="task family (see `adaptrl tasks`)")
+    t.add_argument("--tasks", help="task family (see `adaptrl tasks`), or your own as "
+                                   "MODULE:CLASS, e.g. mypkg.envs:MyFamily")
     t.add_argument("--config", help="YAML file of options (keys: run options, algo:, tasks:)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one option: algo.inner_lr=0.1, tasks.arms=10, or a run "
@@ -479,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "any option of the --tasks family")
     e.set_defaults(fn=cmd_eval)
 
+    c = sub.add_parser("check", help="check a task family (yours too: MODULE:CLASS)")
+    c.add_argument("family", help="family name, or MODULE:CLASS")
+    c.add_argument("--set", action="append", default=[], metavar="tasks.KEY=VALUE",
+                   help="family option")
+    c.set_defaults(fn=cmd_check)
+
     d = sub.add_parser("demo", help="meta-train MAML on point-nav and show adaptation")
     d.add_argument("--out", default="runs/demo", help="run directory")
     d.add_argument("--iterations", type=int, default=40,
@@ -499,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             from adaptrl import compilation_cache
 
             compilation_cache.enable()
-        args.fn(args)
+        status = args.fn(args)
     except UserError as e:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
@@ -514,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,18 @@
 """The algorithm protocol and registry.
 
-An algorithm is a class built from ``(config, family)``. It exposes pure functions that the
-run loop jits: ``init`` makes the training state (a pytree holding params, optimiser state,
-the RNG key and the iteration), ``update`` performs one meta-iteration, and
-``adaptation_curve`` measures performance on given tasks after 0..K units of adaptation
-(gradient steps for MAML, episodes within a trial for RL²). The run loop, the checkpoints,
-the meta-test harness and the CLI know only this protocol.
+An algorithm is a class built from ``(config, family)`` and, for RL families, a *sampler*
+(:mod:`adaptrl.sampling`) that collects its experience: ``init`` makes the training state
+(a pytree holding params, optimiser state, the RNG key and the iteration), ``update``
+performs one meta-iteration, and ``adaptation_curve`` measures performance on given tasks
+after 0..K units of adaptation (gradient steps for MAML, episodes within a trial for RL²).
+The run loop, the checkpoints, the meta-test harness and the CLI know only this protocol.
+
+An algorithm never steps an environment: it asks its sampler for episodes or trials, then
+learns from them in jitted functions. With a JAX-native family the sampler is jittable
+(``sampler.jittable``) and the run loop jits the whole ``update`` — one XLA program per
+meta-iteration. With a host family the run loop calls ``update`` as Python: collection
+runs in worker processes, and the algorithm's adaptation and learning steps are jitted
+on their own.
 
 The curve's x axis has one meaning everywhere (tables, ``eval --json``, plots): point ``k``
 was measured after the learner had seen ``k`` units of the task's data, 0 meaning nothing:
@@ -27,6 +34,8 @@ from adaptrl.tasks.base import TaskFamily
 if TYPE_CHECKING:
     import jax
 
+    from adaptrl.sampling.base import Sampler
+
 State = dict[str, Any]  # pytree: at least "key" and "iteration"
 
 
@@ -44,13 +53,30 @@ class Algorithm(abc.ABC):
     paper_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     default_iterations: ClassVar[int] = 100
 
-    def __init__(self, config: Any, family: TaskFamily):
+    def __init__(self, config: Any, family: TaskFamily, *, sampler: Sampler | None = None):
         if family.kind not in self.kinds:
             raise UserError(
                 f"{type(self).__name__} cannot learn {family.kind} families"
             )
         self.config = config
         self.family = family
+        self.sampler: Sampler | None = sampler
+        if sampler is None and family.kind == "rl":
+            from adaptrl.sampling.base import make_sampler  # imports JAX: not when listing
+
+            self.sampler = make_sampler(family)
+
+    @property
+    def _sampler(self) -> Sampler:
+        """The sampler of an RL algorithm (regression families have none)."""
+        assert self.sampler is not None, "regression families have no sampler"
+        return self.sampler
+
+    @property
+    def jittable(self) -> bool:
+        """Whether ``update`` and ``adaptation_curve`` can be traced by ``jax.jit`` (no host
+        sampler): the run loop and the harness jit them whole where they can."""
+        return self.sampler is None or self.sampler.jittable
 
     @abc.abstractmethod
     def init(self, *, key: jax.Array) -> State:

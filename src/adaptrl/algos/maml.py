@@ -12,8 +12,11 @@ gradient with Adam. For regression families (sinusoid) L_i is the MSE on K shots
 outer update is Adam, as in the paper's supervised experiments. The inner loop —
 :func:`inner_step` — is the same code for both.
 
-For JAX-native families one meta-iteration (sampling, adaptation, meta-update) is a single
-jitted function, ``vmap``-ed over tasks.
+Experience comes from the algorithm's sampler (:mod:`adaptrl.sampling`): each collection
+asks for episodes of every task under that task's current parameters. For JAX-native
+families the sampler is jittable and one meta-iteration (collect, adapt, meta-update) is a
+single jitted function, ``vmap``-ed over tasks; for host families (Gymnasium) the same code
+runs with collection in worker processes and the adaptation and meta-update jitted.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from adaptrl.ops import baselines, pg, trpo
 from adaptrl.ops.returns import gae
 from adaptrl.policies import MLP
 from adaptrl.sampling import rollout
-from adaptrl.tasks.base import RegressionFamily, RLFamily
+from adaptrl.tasks.base import RegressionFamily
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,8 +170,8 @@ class MAML(Algorithm):
     kinds = ("rl", "regression")
     paper_defaults = PAPER
 
-    def __init__(self, config: MAMLConfig, family):
-        super().__init__(config, family)
+    def __init__(self, config: MAMLConfig, family, *, sampler=None):
+        super().__init__(config, family, sampler=sampler)
         c = config
         if family.kind == "regression":
             self.net = MLP(c.hidden, family.output_dim)
@@ -179,6 +182,11 @@ class MAML(Algorithm):
             self.value_net = MLP(c.hidden, 1)
         self.optimizer = optax.adam(c.outer_lr)
         self.value_optimizer = optax.adam(c.value_lr)
+        # the learning phases, jitted on their own for host samplers (inlined when the whole
+        # update is jitted)
+        self._batches = jax.jit(self._task_batches)
+        self._adapt_tasks = jax.jit(self._adapt_each_task, static_argnames=("step", "per_task"))
+        self._meta_update = jax.jit(self._meta_update_rl)
 
     # ---- state ---------------------------------------------------------------------
     def init(self, *, key):
@@ -212,8 +220,13 @@ class MAML(Algorithm):
         if self.family.kind == "regression":
             fn = functools.partial(self._regression_curve, state["params"], steps=steps)
             return {"mse": jax.vmap(fn)(tasks, keys)}
-        fn = functools.partial(self._rl_curve, state, steps=steps)
-        return jax.vmap(fn)(tasks, keys)
+        trajs, _, _ = self._collect(state, tasks, keys, steps=steps,
+                                    episodes=self.config.eval_episodes)
+        out = {"return": jnp.stack([rollout.episode_return(t).mean(-1) for t in trajs], 1)}
+        if self.family.has_success:
+            out["success"] = jnp.stack([rollout.episode_success(t).mean(-1) for t in trajs],
+                                       1)
+        return out
 
     # ---- RL: collect and adapt ------------------------------------------------------
     def _values(self, state, traj: rollout.Trajectory):
@@ -258,28 +271,37 @@ class MAML(Algorithm):
                                 first_order=first_order)
         return params
 
-    def _collect(self, state, params, task, key, *, steps: int, episodes: int):
-        """Sample, adapt, sample again ``steps`` times. Returns the trajectories and batches
-        of every step (index 0 = before adaptation) and the final adapted parameters."""
+    def _task_batches(self, state, traj: rollout.Trajectory) -> Batch:
+        """:meth:`_batch` of every task's episodes (``traj`` is ``[N, E, T, ...]``)."""
+        return jax.vmap(lambda tr: self._batch(state, tr)[0])(traj)
+
+    def _adapt_each_task(self, params, batch: Batch, *, step: int, per_task: bool):
+        """Inner step number ``step`` on each task's batch, from shared (``per_task=False``)
+        or per-task parameters; returns per-task parameters ``[N, ...]``."""
+        lr = self.config.step_lr(step)
+        fn = functools.partial(inner_step, self._inner_loss, lr=lr, first_order=True)
+        return jax.vmap(fn, in_axes=(0 if per_task else None, 0))(params, batch)
+
+    def _collect(self, state, tasks, keys, *, steps: int, episodes: int):
+        """Sample, adapt, sample again ``steps`` times, for every task at once (task ``i``
+        with key ``keys[i]``). Returns the trajectories and batches of every step (index 0 =
+        before adaptation; leading axis the task) and the final adapted parameters."""
+        step_keys = jax.vmap(lambda k: jax.random.split(k, steps + 1))(keys)
+        params, per_task = state["params"], False
         trajs, batches = [], []
-        for k in jax.random.split(key, steps + 1):
-            traj = rollout.episodes(cast(RLFamily, self.family), self.policy, params, task,
-                                    key=k, num=episodes)
-            batch, _ = self._batch(state, traj)
+        for i in range(steps + 1):
+            traj = self._sampler.episodes(self.policy, params, tasks, keys=step_keys[:, i],
+                                         num=episodes, per_task=per_task)
+            batch = self._batches(state, traj)
             trajs.append(traj)
             batches.append(batch)
-            if len(batches) <= steps:
-                params = inner_step(self._inner_loss, params, batch,
-                                    lr=self.config.step_lr(len(batches) - 1), first_order=True)
+            if i < steps:
+                params = self._adapt_tasks(params, batch, step=i, per_task=per_task)
+                per_task = True
+        if not per_task:  # no adaptation: every task keeps the initial parameters
+            params = jax.tree.map(lambda x: jnp.broadcast_to(x, (keys.shape[0], *x.shape)),
+                                  params)
         return trajs, batches, params
-
-    def _rl_curve(self, state, task, key, *, steps):
-        trajs, _, _ = self._collect(state, state["params"], task, key, steps=steps,
-                                 episodes=self.config.eval_episodes)
-        out = {"return": jnp.stack([rollout.episode_return(t).mean() for t in trajs])}
-        if self.family.has_success:
-            out["success"] = jnp.stack([rollout.episode_success(t).mean() for t in trajs])
-        return out
 
     # ---- RL: meta-update ------------------------------------------------------------
     def _adapt_all(self, params, inner):
@@ -376,14 +398,17 @@ class MAML(Algorithm):
         tasks = self.family.tasks("train", c.meta_batch_size, key=k_tasks)
         keys = jax.random.split(k_collect, c.meta_batch_size)
 
-        # collect: pre-adaptation episodes, adapt, post-adaptation episodes (per task)
-        collect = functools.partial(self._collect, state, state["params"],
-                                    steps=c.inner_steps, episodes=c.episodes_per_task)
-        trajs, batches, adapted = jax.vmap(collect)(tasks, keys)
-        inner, post = batches[:-1], batches[-1]
-        old_dist = jax.lax.stop_gradient(jax.vmap(self.policy.apply)(adapted, post.obs))
+        # collect: pre-adaptation episodes, adapt, post-adaptation episodes (every task)
+        trajs, batches, adapted = self._collect(state, tasks, keys, steps=c.inner_steps,
+                                                episodes=c.episodes_per_task)
 
         # meta-update through the adaptation
+        return self._meta_update(state, key, tasks, trajs, batches, adapted)
+
+    def _meta_update_rl(self, state, key, tasks, trajs, batches, adapted):
+        c = self.config
+        inner, post = batches[:-1], batches[-1]
+        old_dist = jax.lax.stop_gradient(jax.vmap(self.policy.apply)(adapted, post.obs))
         new_state = dict(state, key=key, iteration=state["iteration"] + 1)
         if c.outer == "trpo":
             new_state["params"], metrics = self._trpo(state["params"], inner, post, old_dist)

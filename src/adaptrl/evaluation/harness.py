@@ -112,8 +112,12 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks:
         checkpoints.append({"run": str(path), "iteration": int(state["iteration"])})
         # the policy trained on the run's family, scored on the (moved) meta-test family
         algorithm = dataclasses.replace(c, task_options=family).algorithm() if changes else trained
-        curve_fn = jax.jit(lambda tasks, *, key, a=algorithm, s=state:
-                           a.adaptation_curve(s, tasks, key=key, steps=k))
+
+        def curve_fn(tasks, *, key, a=algorithm, s=state):
+            return a.adaptation_curve(s, tasks, key=key, steps=k)
+
+        if algorithm.jittable:  # else a host sampler steps the environments
+            curve_fn = jax.jit(curve_fn)
         per_seed.append(score_tasks(curve_fn, family, split, num_tasks,
                                     key=jax.random.PRNGKey(seed)))
     return _result(first.algo, first.tasks, family, algorithm.curve_unit,

@@ -5,10 +5,21 @@ A *task* is a pytree of parameters (a goal, arm probabilities, a sine's amplitud
 never stored in the environment state and an episode reset never resamples it: batching
 over tasks is a ``vmap`` over task pytrees.
 
-Environment API (JAX-native RL families; every method is pure and jittable)::
+Two kinds of RL family, one protocol for the algorithms:
 
-    obs, state = family.reset(key, task)
-    obs, state, reward, done, info = family.step(key, state, action, task)
+* :class:`RLFamily` — JAX-native; every environment method is pure and jittable::
+
+      obs, state = family.reset(key, task)
+      obs, state, reward, done, info = family.step(key, state, action, task)
+
+* :class:`HostFamily` — simulated on the host (a Gymnasium environment, MuJoCo, ...);
+  ``family.make_env()`` builds a ``gymnasium.Env`` that takes its task at reset
+  (``reset(seed=..., options={"task": task})``). :mod:`adaptrl.tasks.gymnasium` adapts any
+  Gymnasium environment this way.
+
+Algorithms never step an environment themselves: a *sampler* does
+(:mod:`adaptrl.sampling`), the jitted one for JAX-native families, the host one (worker
+processes or Ray actors) for host families.
 
 Splits: meta-test tasks are drawn from a fixed key stream (``split_seed``) that no training
 run ever touches, so every run and every learner is scored on the same held-out tasks.
@@ -20,6 +31,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
+import re
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from adaptrl import lazy
@@ -155,6 +168,34 @@ class RLFamily(TaskFamily):
                                   jax.random.PRNGKey(0)).shape[0])
 
 
+class HostFamily(TaskFamily):
+    """Abstract: a family of MDPs simulated on the host, outside JAX.
+
+    Tasks are still pytrees drawn by ``sample_one`` (so splits, ``--set tasks.X=...`` and
+    checkpoints work as for every family); only the environment lives on the host. A host
+    sampler (:mod:`adaptrl.sampling.host`) builds ``make_env()`` once per environment slot
+    in its worker processes and gives each episode its task and seed at reset.
+    """
+
+    horizon: int  # steps per episode: a field or property of each family
+
+    @property
+    @abc.abstractmethod
+    def observation_space(self) -> gym.spaces.Box: ...
+
+    @property
+    @abc.abstractmethod
+    def action_space(self) -> gym.spaces.Box | gym.spaces.Discrete: ...
+
+    @abc.abstractmethod
+    def make_env(self) -> gym.Env:
+        """A fresh environment; ``reset(seed=s, options={"task": task})`` starts an episode
+        of ``task`` (an unbatched task pytree of NumPy values)."""
+
+    task_features = RLFamily.task_features
+    task_features_dim = RLFamily.task_features_dim
+
+
 class RegressionFamily(TaskFamily):
     """Abstract: a family of supervised few-shot regression problems (MAML's sinusoid)."""
 
@@ -217,10 +258,57 @@ def family_names() -> list[str]:
     return sorted(REGISTRY)
 
 
+_USER_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def user_family(name: str) -> FamilyEntry:
+    """Resolve a user's family named ``"package.module:ClassName"``.
+
+    The module is imported (the user named it), and the attribute is accepted only if it is
+    a concrete task-family class — a frozen-dataclass subclass of :class:`TaskFamily` —
+    which is checked before anything is called or instantiated. A name never resolves to an
+    arbitrary callable, so a run directory that names a family cannot make ``eval`` or
+    ``--resume`` run a function of its choosing.
+    """
+    if len(name) > 300 or not _USER_NAME.match(name):
+        raise UserError(f"task family {name[:80]!r} must be a registered name or "
+                        "MODULE:CLASS, e.g. mypkg.envs:MyFamily")
+    module_name, attr = name.split(":")
+    if attr.startswith("__"):
+        raise UserError(f"task family {name!r}: {attr!r} is not a task-family class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UserError(f"task family {name!r}: cannot import module {module_name!r} "
+                        f"({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - the user's module failed while importing
+        raise UserError(f"task family {name!r}: importing {module_name!r} failed "
+                        f"({type(e).__name__}: {e})") from None
+    obj = module.__dict__.get(attr)  # a plain lookup: no module __getattr__ runs
+    if obj is None:
+        raise UserError(f"task family {name!r}: module {module_name!r} has no {attr!r}")
+    if not (isinstance(obj, type) and issubclass(obj, TaskFamily)):
+        raise UserError(f"task family {name!r} is a {type(obj).__name__}, not a task-family "
+                        "class (a subclass of adaptrl.tasks.TaskFamily)")
+    params = getattr(obj, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__dataclass_fields__" not in obj.__dict__:
+        raise UserError(f"task family {name!r} must be a frozen dataclass "
+                        "(@dataclasses.dataclass(frozen=True))")
+    if getattr(obj, "__abstractmethods__", None):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        raise UserError(f"task family {name!r} is abstract (does not define {missing})")
+    doc = (obj.__doc__ or "").strip().splitlines()
+    return FamilyEntry(name, doc[0] if doc else name, obj, obj.kind, {})
+
+
 def family_entry(name: str) -> FamilyEntry:
-    if name not in REGISTRY:
-        raise UserError(f"unknown task family {name!r} (known: {', '.join(family_names())})")
-    return REGISTRY[name]
+    """The registry entry of a built-in family, or of a user's ``"module:Class"``."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if ":" in name:
+        return user_family(name)
+    raise UserError(f"unknown task family {name!r} (known: {', '.join(family_names())}; "
+                    "or MODULE:CLASS for your own)")
 
 
 def make_family(name: str, options: dict[str, Any] | None = None) -> TaskFamily:
