@@ -147,7 +147,8 @@ def main() -> None:
         out[family] = fam_out
     for family in FAMILIES:
         results = [{"algo": name, "tasks": family, "split": "test", "measure": measure,
-                    "curve": summary, "unit": "adaptation_steps"}
+                    "curve": summary, "unit": "gradient_steps",
+                    "axis": "gradient steps taken before scoring"}
                    for fam, name, summary, measure in plots if fam == family]
         png = RESULTS / f"maml_multistep_{family}.png"
         plot_curves(results, png, title=f"MAML on {family}: plain vs decaying inner step")

@@ -96,11 +96,11 @@ def main() -> None:
         f"[maml_point_nav_speed.md](maml_point_nav_speed.md)).", "",
         f"Held-out adaptation curve ({args.eval_tasks} test goals x {args.seeds} seeds; IQM with "
         "95% stratified bootstrap CI):", "",
-        "| adaptation steps | mean return | IQM | 95% CI | success |",
+        "| gradient steps | mean return | IQM | 95% CI | success |",
         "|---|---|---|---|---|",
     ]
     for pt in result["curve"]:
-        lines.append(f"| {pt['adaptation_steps']} | {pt['mean']:.2f} | {pt['iqm']:.2f} | "
+        lines.append(f"| {pt['seen']} | {pt['mean']:.2f} | {pt['iqm']:.2f} | "
                      f"[{pt['ci_low']:.2f}, {pt['ci_high']:.2f}] | {pt.get('success', 0):.2f} |")
     lines += ["", f"Exact optimum (mean over the same goals): {result['optimum']:.3f}", "",
               f"**Gap closed by one adaptation step: {100 * closed:.1f}%** "

@@ -85,7 +85,7 @@ def main() -> None:
         "", "| gradient steps | mean MSE | IQM | 95% CI of IQM |", "|---|---|---|---|",
     ]
     for pt in result["curve"]:
-        lines.append(f"| {pt['adaptation_steps']} | {pt['mean']:.3f} | {pt['iqm']:.3f} | "
+        lines.append(f"| {pt['seen']} | {pt['mean']:.3f} | {pt['iqm']:.3f} | "
                      f"[{pt['ci_low']:.3f}, {pt['ci_high']:.3f}] |")
     lines += ["", "Meta-training takes one step at the paper's lr; later adaptation steps "
               "shrink geometrically (`algo.inner_lr_decay`). Plain SGD at a fixed lr (decay 1) "

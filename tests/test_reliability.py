@@ -24,6 +24,9 @@ def _env(tmp_path_factory, **extra: str) -> dict[str, str]:
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     env.pop(runs.FAULT_ENV, None)
+    # no progress lines on the piped stderr: what is checked here is the error line alone
+    # (tests/test_cli.py checks the progress lines)
+    env["ADAPTRL_PROGRESS"] = "off"
     env.update(extra)
     return env
 
@@ -84,7 +87,7 @@ def test_diverged_names_the_parameter(tmp_path, monkeypatch):
         algorithm.update = bad_update
         return real(algorithm, nan_at=nan_at)
 
-    monkeypatch.setattr(runs, "guarded_update", poisoned)
+    monkeypatch.setattr(runs.training, "guarded_update", poisoned)
     with pytest.raises(runs.Diverged, match=r"non-finite state\['params'\]\['Dense_0'\].* "
                                             r"at iteration 1; .*no checkpoint yet"):
         runs.train(tmp_path / "r")
@@ -139,7 +142,7 @@ def test_crash_inside_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
 def test_memory_guard_refuses_a_run_that_cannot_fit(tmp_path, monkeypatch):
     config = runs.resolve("maml-vpg", "sinusoid", sets=[*SINUSOID, "iterations=2"])
     runs.create_run(tmp_path / "r", config)
-    monkeypatch.setattr(runs, "_available_memory", lambda: 1)
+    monkeypatch.setattr(runs.training, "_available_memory", lambda: 1)
     with pytest.raises(UserError, match="GiB of memory"):
         runs.train(tmp_path / "r")
     assert runs.list_checkpoints(tmp_path / "r") == []

@@ -31,7 +31,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from adaptrl import policies
-from adaptrl.algos.base import Algorithm, register
+from adaptrl.algos.base import Algorithm
 from adaptrl.ops import baselines, pg, trpo
 from adaptrl.ops.returns import gae
 from adaptrl.policies import MLP
@@ -162,10 +162,9 @@ PAPER = {
 }
 
 
-@register("maml-trpo", "MAML with a TRPO meta-update (Finn et al. 2017)", outer="trpo")
-@register("maml-ppo", "MAML with a PPO-clipped meta-update (as in ProMP's setting)", outer="ppo")
-@register("maml-vpg", "MAML with a vanilla policy-gradient meta-update (Adam)", outer="vpg")
 class MAML(Algorithm):
+    """Registered as ``maml-trpo``, ``maml-ppo`` and ``maml-vpg`` (the name fixes ``outer``)."""
+
     Config = MAMLConfig
     kinds = ("rl", "regression")
     paper_defaults = PAPER
@@ -208,6 +207,12 @@ class MAML(Algorithm):
         if self.family.kind == "regression":
             return self._update_regression(state)
         return self._update_rl(state)
+
+    def curve_axis(self) -> str:
+        c = self.config
+        each = (f"on the task's {c.shots} shots" if self.family.kind == "regression"
+                else f"each on {c.eval_episodes} episodes")
+        return f"{super().curve_axis()} ({each})"
 
     def adaptation_curve(self, state, tasks, *, key, steps):
         keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from adaptrl import policies
-from adaptrl.algos.base import Algorithm, register
+from adaptrl.algos.base import Algorithm
 from adaptrl.errors import UserError
 from adaptrl.ops import pg
 from adaptrl.ops.returns import gae
@@ -167,9 +167,9 @@ def _epoch(algo: RL2, data, carry, key):
     return jax.lax.scan(functools.partial(_minibatch_step, algo), carry, shuffled)
 
 
-@register("rl2", "RL²: GRU policy meta-trained with PPO across multi-episode trials "
-          "(Duan et al. 2016)")
 class RL2(Algorithm):
+    """Registered as ``rl2``."""
+
     Config = RL2Config
     kinds = ("rl",)
     curve_unit = "episodes"

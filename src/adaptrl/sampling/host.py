@@ -50,8 +50,9 @@ import numpy as np
 from adaptrl import policies
 from adaptrl.errors import UserError
 from adaptrl.sampling import trials as trial_rules
-from adaptrl.sampling.base import Sampler, SamplerSettings
+from adaptrl.sampling.base import Sampler
 from adaptrl.sampling.rollout import Trajectory
+from adaptrl.sampling.settings import SamplerSettings
 from adaptrl.sampling.trials import Trial
 from adaptrl.tasks.base import HostFamily
 
