@@ -11,9 +11,10 @@ adaptation at lr x decay^k; meta-training takes one step, so training is unchang
   normalised advantages it does not shrink as the policy nears the goal, so a fixed step
   size overshoots); on sinusoid, how many held-out functions blow up.
 
-Writes docs/results/maml_multistep.{md,json,png}.
+Writes docs/results/maml_multistep_FAMILY.{md,json,png}.
 
-    python benchmarks/maml_multistep.py
+    python benchmarks/maml_multistep.py --family point-nav
+    python benchmarks/maml_multistep.py --family sinusoid
 """
 
 from __future__ import annotations
@@ -94,15 +95,17 @@ def curve_rows(summary: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", default=str(ROOT / "runs"), help="where the benchmarks kept runs")
+    p.add_argument("--family", choices=sorted(FAMILIES), required=True)
     args = p.parse_args()
     lines = ["# MAML: multi-step adaptation and the inner step-size decay", "",
              f"- command: `{command()}`", f"- machine: {machine()}", f"- commit: {git_commit()}",
              "- states: the kept runs of `benchmarks/maml_point_nav.py --seeds 3 --iterations "
-             "100` and `benchmarks/maml_sinusoid.py --seeds 3` (paper settings, one inner step "
+             "100` or `benchmarks/maml_sinusoid.py --seeds 3` (paper settings, one inner step "
              "in meta-training), re-scored here with each decay", ""]
     out: dict = {"command": command(), "machine": machine(), "commit": git_commit()}
     plots = []
-    for family, (sub, steps, decays, num_tasks) in FAMILIES.items():
+    for family in [args.family]:
+        sub, steps, decays, num_tasks = FAMILIES[family]
         dirs = sorted((Path(args.runs) / sub).glob("seed*"))
         if not dirs:
             raise SystemExit(f"no kept runs in {Path(args.runs) / sub}: run the benchmark first")
@@ -145,7 +148,7 @@ def main() -> None:
                       "so that the first step lands near the goal, and the second overshoots.",
                       ""]
         out[family] = fam_out
-    for family in FAMILIES:
+    for family in [args.family]:
         results = [{"algo": name, "tasks": family, "split": "test", "measure": measure,
                     "curve": summary, "unit": "gradient_steps",
                     "axis": "gradient steps taken before scoring"}
@@ -159,8 +162,9 @@ def main() -> None:
               "held-out rows. Authors' code: `cbfinn/maml_rl` tests later steps at half the "
               "first step size (`maml_examples/test_maml_point.py`), the same remedy.", ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "maml_multistep.json").write_text(json.dumps(jsonable(out), indent=2))
-    (RESULTS / "maml_multistep.md").write_text("\n".join(lines))
+    stem = f"maml_multistep_{args.family}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(jsonable(out), indent=2))
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 

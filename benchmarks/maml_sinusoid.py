@@ -90,7 +90,7 @@ def main() -> None:
     lines += ["", "Meta-training takes one step at the paper's lr; later adaptation steps "
               "shrink geometrically (`algo.inner_lr_decay`). Plain SGD at a fixed lr (decay 1) "
               "lets a few held-out functions blow up after 5+ steps: the evidence and the "
-              "choice of the decay are in [maml_multistep.md](maml_multistep.md).", "",
+              "choice of the decay are in [maml_multistep_sinusoid.md](maml_multistep_sinusoid.md).", "",
               "![curve](maml_sinusoid.png)", ""]
     (RESULTS / "maml_sinusoid.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -308,17 +308,10 @@ def _state_defaults(config) -> None:
 
 
 def cmd_check(args) -> int:
-    from adaptrl import config as cfg
     from adaptrl.tasks import make_family
     from adaptrl.tasks.check import check_family
 
-    options = {}
-    for item in args.set:
-        path, value = cfg.parse_set(item)
-        if len(path) != 2 or path[0] != "tasks":
-            raise UserError(f"check takes only --set tasks.KEY=VALUE, got {cfg.short(item)}")
-        options[path[1]] = value
-    family = make_family(args.family, options)
+    family = make_family(args.family, _task_sets(args.set, command="check"))
     problems = check_family(family)
     if problems:
         for problem in problems:
@@ -387,15 +380,15 @@ def _curve_table(result: dict) -> Table:
     return table
 
 
-def _task_sets(items: list[str]) -> dict:
-    """``eval --set tasks.KEY=VALUE`` items as ``{KEY: VALUE}``."""
+def _task_sets(items: list[str], *, command: str = "eval") -> dict:
+    """``--set tasks.KEY=VALUE`` items (of ``eval`` or ``check``) as ``{KEY: VALUE}``."""
     from adaptrl import config as cfg
 
     options = {}
     for item in items:
         path, value = cfg.parse_set(item)
         if len(path) != 2 or path[0] != "tasks":
-            raise UserError(f"eval --set takes only tasks.KEY=VALUE, got {cfg.short(item)}")
+            raise UserError(f"{command} --set takes only tasks.KEY=VALUE, got {cfg.short(item)}")
         options[path[1]] = value
     return options
 

@@ -62,7 +62,7 @@ class Algorithm(abc.ABC):
         self.family = family
         self.sampler: Sampler | None = sampler
         if sampler is None and family.kind == "rl":
-            from adaptrl.sampling.base import make_sampler
+            from adaptrl.sampling.base import make_sampler  # imports JAX: not when listing
 
             self.sampler = make_sampler(family)
 

@@ -57,8 +57,9 @@ class MAMLConfig:
     # step k of adaptation (k = 0, 1, ...) uses α·decay^k, in meta-training and meta-test alike.
     # With normalised advantages every policy-gradient step has about the same length, and θ is
     # meta-learned so that the first α-step lands near the task's optimum: further α-steps
-    # overshoot (point-nav: −16 after one step, −207 after two). 1/3 was chosen on meta-training
-    # goals (docs/results/maml_multistep.md); 1 gives plain MAML. No effect with one inner step
+    # overshoot (point-nav: −16 after one step, −207 after two). 1/3 was chosen on
+    # meta-training goals (docs/results/maml_multistep_point-nav.md); 1 gives plain MAML.
+    # Meta-training with one inner step never uses it
     first_order: bool = False
     # drop second-order terms (FOMAML): do not differentiate through the inner gradient
     hidden: tuple[int, ...] = (100, 100)

@@ -78,7 +78,7 @@ class ResolvedConfig:
 
 def _set_path(layers: dict[str, dict[str, Any]], fields: dict[str, set[str]], path: list[str],
               value: Any) -> None:
-    """Route one ``--set`` to the run, ``algo`` or ``tasks`` layer."""
+    """Route one ``--set`` to the run, ``algo``, ``tasks`` or ``sampler`` layer."""
     if len(path) == 2 and path[0] in ("algo", "tasks", "sampler"):
         layers[path[0]][path[1]] = value
         return
