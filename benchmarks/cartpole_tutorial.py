@@ -19,6 +19,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import RESULTS, ROOT, git_commit, machine
 
@@ -49,6 +50,8 @@ def main() -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--suffix", default="", help="appended to the results file names")
+    p.add_argument("--eval-only", action="store_true",
+                   help="only evaluate an existing run (training time read from its files)")
     args = p.parse_args()
     out = args.out or f"runs/cartpole-{args.algo}-seed{args.seed}"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -60,7 +63,11 @@ def main() -> None:
              *[x for s in sets for x in ("--set", s)]]
     evaluate = [*adaptrl, "eval", out, "--num-tasks", str(args.num_tasks), "--json"]
     load = [os.getloadavg()[0]]
-    _, train_s = run(train, env)
+    if args.eval_only:  # the run exists: time its training from its files
+        files = [Path(out) / "config.json", *sorted((Path(out) / "checkpoints").glob("*.json"))]
+        train_s = files[-1].stat().st_mtime - files[0].stat().st_mtime
+    else:
+        _, train_s = run(train, env)
     load.append(os.getloadavg()[0])
     printed, eval_s = run(evaluate, env)
     load.append(os.getloadavg()[0])
@@ -69,7 +76,7 @@ def main() -> None:
     first, last = curve[0], curve[-1]
     apart = last["ci_low"] > first["ci_high"]
     unit = result["unit"].replace("_", " ")
-    rows = [f"| {p['adaptation_steps']} | {p['mean']:.2f} | {p['iqm']:.2f} | "
+    rows = [f"| {p['seen']} | {p['mean']:.2f} | {p['iqm']:.2f} | "
             f"[{p['ci_low']:.2f}, {p['ci_high']:.2f}] |" for p in curve]
     lines = [
         f"# CartPole tutorial family: {args.algo} through the host sampler", "",
@@ -80,7 +87,7 @@ def main() -> None:
         f"- machine: {machine()}; commit {git_commit()}",
         f"- 1-minute load average at start / after training / after eval: "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (the machine's 2 cores are shared)",
-        f"- wall time: training {train_s / 60:.1f} min ({args.iterations} iterations, "
+        f"- wall time{' (training: config.json to the last checkpoint)' if args.eval_only else ''}: training {train_s / 60:.1f} min ({args.iterations} iterations, "
         f"{args.workers} worker processes), evaluation {eval_s / 60:.1f} min", "",
         f"Held-out adaptation curve ({result['num_tasks']} test tasks, return per episode):",
         "", f"| {unit} | mean | IQM | 95% CI of IQM |", "|---|---|---|---|", *rows, "",

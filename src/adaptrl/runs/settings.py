@@ -11,7 +11,7 @@ from adaptrl import config as cfg
 from adaptrl.algos import algorithm_entry
 from adaptrl.algos.base import Algorithm
 from adaptrl.errors import UserError
-from adaptrl.sampling.base import SamplerSettings, make_sampler
+from adaptrl.sampling.settings import SamplerSettings
 from adaptrl.tasks import family_entry, make_family
 
 FORMAT_VERSION = 1
@@ -61,8 +61,11 @@ class ResolvedConfig:
         }
 
     def algorithm(self) -> Algorithm:
-        sampler = make_sampler(self.task_options, self.sampler) \
-            if self.task_options.kind == "rl" else None
+        sampler = None
+        if self.task_options.kind == "rl":
+            from adaptrl.sampling.base import make_sampler
+
+            sampler = make_sampler(self.task_options, self.sampler)
         return algorithm_entry(self.algo).cls(self.algo_options, self.task_options,
                                               sampler=sampler)
 

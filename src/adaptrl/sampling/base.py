@@ -19,7 +19,6 @@ trajectories on every run and for any number of workers.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import functools
 from typing import Any, ClassVar
 
@@ -27,27 +26,9 @@ import jax
 
 from adaptrl.sampling import rollout, trials
 from adaptrl.sampling.rollout import Trajectory
+from adaptrl.sampling.settings import SamplerSettings
 from adaptrl.sampling.trials import Trial
 from adaptrl.tasks.base import HostFamily, RLFamily, TaskFamily
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplerSettings:
-    """How a host family's environments are stepped (``--set sampler.KEY=VALUE``). None of
-    these change what is sampled, only where: they are not part of a run's identity."""
-
-    workers: int = 0
-    # worker processes (or Ray actors) stepping environments; 0: one per CPU core
-    ray: str = ""
-    # address HOST:PORT of a running Ray cluster whose actors step the environments; "" local
-    timeout: float = 300.0
-    # seconds to wait for one step of the workers before reporting them as hung
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.workers <= 1024:
-            raise ValueError("workers must be between 0 and 1024")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
 
 
 class Sampler(abc.ABC):

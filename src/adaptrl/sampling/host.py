@@ -50,8 +50,9 @@ import numpy as np
 from adaptrl import policies
 from adaptrl.errors import UserError
 from adaptrl.sampling import trials as trial_rules
-from adaptrl.sampling.base import Sampler, SamplerSettings
+from adaptrl.sampling.base import Sampler
 from adaptrl.sampling.rollout import Trajectory
+from adaptrl.sampling.settings import SamplerSettings
 from adaptrl.sampling.trials import Trial
 from adaptrl.tasks.base import HostFamily
 
@@ -425,7 +426,7 @@ class HostSampler(Sampler):
         n = int(keys.shape[0])
         T, M = self.family.horizon, n * num
         seeds, act_keys = self._plan_episodes(keys, num, T)
-        seeds = np.asarray(seeds).reshape(M)
+        seeds, act_keys = np.asarray(seeds).reshape(M), np.asarray(act_keys)  # host slicing
         slot_tasks = self._task_list(tasks, num)
         self._start(M)
         obs = self._reset(slot_tasks, seeds, num)
@@ -455,8 +456,7 @@ class HostSampler(Sampler):
     def trials(self, policy, params, tasks, *, keys, episodes, greedy=False):
         n, T = int(keys.shape[0]), self.family.horizon
         S = episodes * T
-        first_seed, act_keys, reset_seeds = self._plan_trials(keys, S)
-        first_seed, reset_seeds = np.asarray(first_seed), np.asarray(reset_seeds)
+        first_seed, act_keys, reset_seeds = (np.asarray(x) for x in self._plan_trials(keys, S))
         slot_tasks = self._task_list(tasks, 1)
         context = None
         if getattr(policy, "context_dim", 0):

@@ -21,6 +21,9 @@ Algorithms never step an environment themselves: a *sampler* does
 (:mod:`adaptrl.sampling`), the jitted one for JAX-native families, the host one (worker
 processes or Ray actors) for host families.
 
+    obs, state = family.reset(key, task)
+    obs, state, reward, done, info = family.step(key, state, action, task)
+
 Splits: meta-test tasks are drawn from a fixed key stream (``split_seed``) that no training
 run ever touches, so every run and every learner is scored on the same held-out tasks.
 Meta-train tasks are drawn fresh from the run's own key each iteration, or, with
