@@ -49,8 +49,17 @@ def _nodes_alive(address: str, want: int, deadline: float) -> None:
     raise RuntimeError(f"the Ray cluster at {address} did not reach {want} nodes")
 
 
+#: Ray 2.60 on Linux rewrites the loopback node address of ``ray start`` to the machine's
+#: interface address, so the cluster's own traffic would leave the loopback range; where
+#: only loopback may be a target (this project's CI), the cluster test runs only on request
+CLUSTER_ENV = "ADAPTRL_RAY_CLUSTER_TEST"
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    if os.environ.get(CLUSTER_ENV) != "1":
+        pytest.skip(f"2-node Ray cluster test: set {CLUSTER_ENV}=1 (Ray binds the node to a "
+                    "non-loopback interface address)")
     port = _free_port()
     address = f"127.0.0.1:{port}"
     logs = tmp_path_factory.mktemp("ray")
