@@ -53,7 +53,8 @@ class IterationTimer:
 
     @property
     def first(self) -> float:
-        return self.stamps[1] - self.stamps[0]
+        """The first iteration's wall time (NaN when a reused run trained none here)."""
+        return self.stamps[1] - self.stamps[0] if len(self.stamps) > 1 else float("nan")
 
     @property
     def steady(self) -> list[float]:
