@@ -33,7 +33,8 @@ class Algorithm(abc.ABC):
     #: x-axis of the adaptation curve
     curve_unit: ClassVar[str] = "adaptation_steps"
     #: per-family settings of the papers: {family name: {field: value}}; the key
-    #: "iterations" sets the run's default number of meta-iterations
+    #: "iterations" sets the run's default number of meta-iterations, and the key "tasks"
+    #: holds family options ({option: value}) that the algorithm's setting needs
     paper_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     default_iterations: ClassVar[int] = 100
 
@@ -44,6 +45,13 @@ class Algorithm(abc.ABC):
             )
         self.config = config
         self.family = family
+
+    @classmethod
+    def check_new_run(cls, config: Any, family: TaskFamily) -> None:
+        """Refuse, with a :class:`UserError`, options this algorithm would run but not as a
+        user means them. Called when a new run's config is resolved, not when a saved run
+        is loaded, so runs made before a rule existed stay loadable."""
+        return None
 
     @abc.abstractmethod
     def init(self, *, key: jax.Array) -> State:

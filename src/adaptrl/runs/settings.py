@@ -104,7 +104,9 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
     follow = paper.get(ANNEAL) == run_layer["iterations"]
     if follow:
         del paper[ANNEAL]
-    layers = {"run": run_layer, "algo": {**entry.defaults, **paper}, "tasks": dict(fam.defaults)}
+    paper_tasks = dict(paper.pop("tasks", {}))
+    layers = {"run": run_layer, "algo": {**entry.defaults, **paper},
+              "tasks": {**fam.defaults, **paper_tasks}}
     data = dict(file_data or {})
     for name in ("algo", "tasks"):
         sub = data.pop(name, {})
@@ -132,6 +134,7 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
         task_options=make_family(tasks, layers["tasks"]),
     )
     resolved.algorithm()  # refuses what the algorithm cannot build, before any file is made
+    cls.check_new_run(resolved.algo_options, resolved.task_options)
     return resolved
 
 
