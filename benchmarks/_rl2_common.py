@@ -159,11 +159,13 @@ def rl2_returns(algo, state, tasks, episodes: int, *, seed: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def reference_returns(name, family, tasks, episodes: int, *, seed: int) -> np.ndarray:
-    """As :func:`rl2_returns`, for reference strategy ``name``."""
+def reference_returns(name, family, tasks, episodes: int, *, seed: int,
+                      family_name: str) -> np.ndarray:
+    """As :func:`rl2_returns`, for reference strategy ``name`` (``family`` is the
+    registered family ``family_name``)."""
     key = jax.random.PRNGKey(20_000 + seed)
-    return np.asarray(reference_curve(name, family, tasks, key=key, episodes=episodes)[
-        "return"])
+    return np.asarray(reference_curve(name, family, tasks, key=key, episodes=episodes,
+                                      family_name=family_name)["return"])
 
 
 def curve_lines(strategies: dict[str, list[np.ndarray]], png: Path, *, title: str,
@@ -171,15 +173,18 @@ def curve_lines(strategies: dict[str, list[np.ndarray]], png: Path, *, title: st
     """The adaptation curve within a trial: a PNG at ``png`` of each strategy's mean return
     per episode with its 95% confidence band, and markdown lines with a table of those means
     (every episode up to 10, else ten evenly spaced ones), tasks and seeds pooled.
-    ``strategies`` maps a name to one ``[num_tasks, episodes]`` array per seed."""
+    ``strategies`` maps a name to one ``[num_tasks, episodes]`` array per seed. As in
+    ``adaptrl eval``, each point is labelled with the episodes (``unit``) of the trial seen
+    before it: 0 for the first."""
     pooled = {name: np.concatenate(per) for name, per in strategies.items()}
     results = []
     for name, r in pooled.items():
         mean = r.mean(0)
         half = 1.96 * r.std(0, ddof=1) / np.sqrt(r.shape[0])
-        curve = [{"adaptation_steps": e + 1, "mean": m, "ci_low": m - h, "ci_high": m + h}
+        curve = [{"seen": e, "mean": m, "ci_low": m - h, "ci_high": m + h}
                  for e, (m, h) in enumerate(zip(mean, half, strict=True))]
-        res = {"algo": name, "tasks": title, "unit": unit, "measure": "return", "curve": curve}
+        res = {"algo": name, "tasks": title, "unit": unit, "measure": "return", "curve": curve,
+               "axis": f"{unit} of the trial seen before the scored one"}
         if optimum is not None:
             res["optimum"] = optimum
         results.append(res)
@@ -187,10 +192,11 @@ def curve_lines(strategies: dict[str, list[np.ndarray]], png: Path, *, title: st
     n = next(iter(pooled.values())).shape[1]
     shown = list(range(1, n + 1)) if n <= 10 else [1, *range(n // 10, n + 1, n // 10)]
     step = unit.rstrip("s")
-    lines = [f"| {step} | " + " | ".join(pooled) + " |", "|---" * (len(pooled) + 1) + "|"]
+    lines = [f"| {unit} seen before | " + " | ".join(pooled) + " |",
+             "|---" * (len(pooled) + 1) + "|"]
     for e in shown:
-        lines.append(f"| {e} | " + " | ".join(f"{r[:, e - 1].mean():.3f}"
-                                               for r in pooled.values()) + " |")
+        lines.append(f"| {e - 1} | " + " | ".join(f"{r[:, e - 1].mean():.3f}"
+                                                   for r in pooled.values()) + " |")
     return [f"Mean return per {step} of the trial, tasks and seeds pooled (plot: "
             f"`{png.name}`, the mean with its 95% confidence band):", "", *lines, "",
             f"![adaptation curve]({png.name})"]

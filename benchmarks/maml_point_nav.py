@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--eval-tasks", type=int, default=40)
+    p.add_argument("--adapt-steps", type=int, default=5)
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-maml-point-nav"))
     p.add_argument("--set", action="append", default=[], help="extra config overrides")
     p.add_argument("--name", default="maml_point_nav", help="result file stem")
@@ -67,7 +68,7 @@ def main() -> None:
         dirs.append(run_dir)
         timers.append(timer)
     train_minutes = (time.perf_counter() - t_start) / 60
-    result = evaluate_runs(dirs, split="test", num_tasks=args.eval_tasks, steps=3)
+    result = evaluate_runs(dirs, split="test", num_tasks=args.eval_tasks, steps=args.adapt_steps)
     closed = gap_closed(result, 1)
     sec_per_it = sorted(t.median() for t in timers)[len(timers) // 2]
     config = runs.load_run(dirs[0]).to_json()
@@ -86,7 +87,8 @@ def main() -> None:
         f"{config['algo_options']['episodes_per_task']} episodes x horizon "
         f"{config['task_options']['horizon']} per meta-iteration, "
         f"{config['algo_options']['inner_steps']} inner step (lr "
-        f"{config['algo_options']['inner_lr']}), TRPO outer (max KL "
+        f"{config['algo_options']['inner_lr']}; adaptation step k at lr x "
+        f"{config['algo_options']['inner_lr_decay']:.3g}^k), TRPO outer (max KL "
         f"{config['algo_options']['max_kl']}), {args.iterations} meta-iterations, "
         f"{args.seeds} seeds", "",
         f"Wall time per meta-iteration while training here: median {sec_per_it:.2f} s "
@@ -94,11 +96,11 @@ def main() -> None:
         f"[maml_point_nav_speed.md](maml_point_nav_speed.md)).", "",
         f"Held-out adaptation curve ({args.eval_tasks} test goals x {args.seeds} seeds; IQM with "
         "95% stratified bootstrap CI):", "",
-        "| adaptation steps | mean return | IQM | 95% CI | success |",
+        "| gradient steps | mean return | IQM | 95% CI | success |",
         "|---|---|---|---|---|",
     ]
     for pt in result["curve"]:
-        lines.append(f"| {pt['adaptation_steps']} | {pt['mean']:.2f} | {pt['iqm']:.2f} | "
+        lines.append(f"| {pt['seen']} | {pt['mean']:.2f} | {pt['iqm']:.2f} | "
                      f"[{pt['ci_low']:.2f}, {pt['ci_high']:.2f}] | {pt.get('success', 0):.2f} |")
     lines += ["", f"Exact optimum (mean over the same goals): {result['optimum']:.3f}", "",
               f"**Gap closed by one adaptation step: {100 * closed:.1f}%** "

@@ -167,7 +167,8 @@ def run_setting(k: int, n: int, *, seeds: list[int], test_tasks: int, iterations
         rl2.append(rl2_ep[-1].sum(-1))
         print(f"k={k} n={n} seed {seed}: RL² {rl2[-1].mean():.2f} "
               f"(train {seconds:.0f}s + compile {compile_s:.0f}s)", flush=True)
-    refs_ep = {name: [reference_returns(name, family, tasks, n, seed=s) for s in seeds]
+    refs_ep = {name: [reference_returns(name, family, tasks, n, seed=s, family_name="bandit")
+                      for s in seeds]
                for name in REFS}
     refs = {name: [r.sum(-1) for r in per] for name, per in refs_ep.items()}
     paper = PAPER.get((k, n), {})

@@ -211,7 +211,8 @@ def main() -> None:
         rl2_ep.append(rl2_returns(algo, state, tasks, n, seed=seed))
         rl2.append(rl2_ep[-1].sum(-1))
         print(f"seed {seed}: RL² {rl2[-1].mean():.2f} (train {seconds:.0f}s)", flush=True)
-    refs_ep = {name: [reference_returns(name, family, tasks, n, seed=s) for s in args.seed_list]
+    refs_ep = {name: [reference_returns(name, family, tasks, n, seed=s,
+                                        family_name="tabular-mdp") for s in args.seed_list]
                for name in ("random", "psrl", "greedy", "myopic")}
     refs = {name: [r.sum(-1) for r in per] for name, per in refs_ep.items()}
     oracle = np.asarray(jax.vmap(family.optimum)(tasks)) * n

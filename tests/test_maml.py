@@ -1,5 +1,7 @@
 """MAML: the Fisher products, determinism, retracing, and learning regressions."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from adaptrl import runs
-from adaptrl.algos.maml import inner_step
+from adaptrl.algos.maml import MAML, inner_step
 from adaptrl.evaluation.harness import score_tasks
 
 TINY = ["algo.meta_batch_size=3", "algo.episodes_per_task=4", "tasks.horizon=6",
@@ -39,8 +41,7 @@ def test_gauss_newton_fisher_equals_kl_hessian_through_adaptation(first_order):
     state = alg.init(key=jax.random.PRNGKey(0))
     tasks = alg.family.tasks("train", 3, key=jax.random.PRNGKey(1))
     keys = jax.random.split(jax.random.PRNGKey(2), 3)
-    trajs, batches, adapted = jax.vmap(
-        lambda t, k: alg._collect(state, state["params"], t, k, steps=1, episodes=4))(tasks, keys)
+    trajs, batches, adapted = alg._collect(state, tasks, keys, steps=1, episodes=4)
     inner, post = batches[:-1], batches[-1]
     old = jax.vmap(alg.policy.apply)(adapted, post.obs)
     flat, unravel = ravel_pytree(state["params"])
@@ -78,8 +79,10 @@ def test_same_seed_same_metrics_and_no_retracing(algo):
     assert all(row["grad_norm"] > 0 for row in metrics[0])  # the meta-gradient's norm
 
 
-def test_maml_point_nav_adaptation_helps():
-    """A tiny MAML-TRPO run: one adaptation step must clearly improve held-out return."""
+def test_maml_point_nav_adaptation_helps_and_later_steps_do_not_collapse():
+    """A tiny MAML-TRPO run: one adaptation step must clearly improve held-out return, and
+    with the decaying step size further steps improve on it; plain MAML (decay 1) overshoots
+    at the second step, the collapse the decay removes."""
     config = runs.resolve("maml-trpo", "point-nav", sets=[
         "algo.meta_batch_size=10", "algo.episodes_per_task=10", "tasks.horizon=20",
         "algo.hidden=[32, 32]", "algo.eval_episodes=10"])
@@ -88,11 +91,39 @@ def test_maml_point_nav_adaptation_helps():
     step = jax.jit(alg.update)
     for _ in range(25):
         state, _ = step(state)
-    curve = score_tasks(jax.jit(lambda t, *, key: alg.adaptation_curve(state, t, key=key,
-                                                                       steps=1)),
-                        alg.family, "test", 20, key=jax.random.PRNGKey(1))["return"]
-    before, after = curve[:, 0].mean(), curve[:, 1].mean()
-    assert after > before + 0.3 * abs(before), (before, after)
+
+    def mean_curve(a):
+        fn = jax.jit(lambda t, *, key: a.adaptation_curve(state, t, key=key, steps=3))
+        return score_tasks(fn, a.family, "test", 20, key=jax.random.PRNGKey(1))["return"].mean(0)
+
+    before, after1, after2, after3 = mean_curve(alg)
+    assert after1 > before + 0.3 * abs(before), (before, after1)
+    assert after2 > after1 and after3 > after1, (after1, after2, after3)
+    plain = MAML(dataclasses.replace(alg.config, inner_lr_decay=1.0), alg.family)
+    _, plain1, plain2, _ = mean_curve(plain)
+    assert plain1 == pytest.approx(after1)  # the first step does not depend on the decay
+    assert plain2 < plain1, (plain1, plain2)
+
+
+def test_step_sizes_follow_the_decay_in_training_and_test():
+    config = runs.resolve("maml-vpg", "sinusoid", sets=["algo.inner_lr=0.3",
+                                                       "algo.inner_lr_decay=0.5"])
+    c = config.algo_options
+    assert [c.step_lr(k) for k in range(3)] == pytest.approx([0.3, 0.15, 0.075])
+    alg = config.algorithm()
+    state = alg.init(key=jax.random.PRNGKey(0))
+    task = jax.tree.map(lambda x: x[0], alg.family.tasks("test", 1))
+    key = jax.random.PRNGKey(3)
+    mses = alg._regression_curve(state["params"], task, key, steps=2)
+    # the same two steps by hand
+    k_support, k_query = jax.random.split(key)
+    support = alg.family.data(k_support, task, c.shots)
+    query = alg.family.data(k_query, task, 100)
+    params = state["params"]
+    for lr in (0.3, 0.15):
+        grads = jax.grad(alg._mse)(params, support)
+        params = jax.tree.map(lambda p, g, lr=lr: p - lr * g, params, grads)
+    np.testing.assert_allclose(mses[-1], alg._mse(params, query), rtol=1e-5)
 
 
 def test_maml_sinusoid_one_step_beats_no_adaptation():

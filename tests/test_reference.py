@@ -48,13 +48,27 @@ def test_gittins_finite_horizon_table_properties():
 def test_registry_and_errors():
     assert set(ref.REFERENCE) == {"random", "ucb1", "thompson", "gittins", "psrl", "greedy",
                                   "myopic"}
-    assert ref.reference_names(Bandit()) == ["random", "ucb1", "thompson", "gittins"]
-    assert ref.reference_names(TabularMDP()) == ["random", "psrl", "greedy", "myopic"]
+    assert ref.reference_names("bandit") == ["random", "ucb1", "thompson", "gittins"]
+    assert ref.reference_names("tabular-mdp") == ["random", "psrl", "greedy", "myopic"]
+    assert ref.reference_names("point-nav") == ref.reference_names("point-nav-sparse") == [
+        "random"]
+    assert ref.reference_names("sinusoid") == []
     with pytest.raises(UserError):
         ref.reference_curve("psrl", Bandit(), Bandit().tasks("test", 2),
-                            key=jax.random.PRNGKey(0), episodes=2)
+                            key=jax.random.PRNGKey(0), episodes=2, family_name="bandit")
     with pytest.raises(UserError):
-        ref.supports("nope", Bandit())
+        ref.supports("nope", "bandit")
+
+
+def test_unsupported_family_is_named_as_the_user_named_it():
+    """point-nav and point-nav-sparse are one class: the message names the family asked
+    for, and the strategies that do play it."""
+    fam = PointNav()
+    with pytest.raises(UserError) as e:
+        ref.reference_curve("gittins", fam, fam.tasks("test", 2), key=jax.random.PRNGKey(0),
+                            episodes=2, family_name="point-nav")
+    assert "'point-nav' " in str(e.value) and "sparse" not in str(e.value)
+    assert "strategies for point-nav: random" in str(e.value)
 
 
 def test_bandit_strategies_beat_random():
@@ -62,7 +76,8 @@ def test_bandit_strategies_beat_random():
     tasks = fam.tasks("test", 300)
     totals = {
         name: float(ref.reference_curve(name, fam, tasks, key=jax.random.PRNGKey(0),
-                                        episodes=20)["return"].sum(-1).mean())
+                                        episodes=20, family_name="bandit")[
+                                            "return"].sum(-1).mean())
         for name in ("random", "ucb1", "thompson", "gittins")
     }
     assert abs(totals["random"] - 10.0) < 0.5
@@ -74,7 +89,7 @@ def test_bandit_strategies_beat_random():
 def test_curve_shape_with_multi_pull_episodes():
     fam = Bandit(arms=3, pulls=4)
     out = ref.reference_curve("gittins", fam, fam.tasks("test", 6), key=jax.random.PRNGKey(0),
-                              episodes=3)
+                              episodes=3, family_name="bandit")
     assert out["return"].shape == (6, 3)
     assert np.all((out["return"] >= 0) & (out["return"] <= 4))
 
@@ -82,8 +97,10 @@ def test_curve_shape_with_multi_pull_episodes():
 def test_psrl_beats_random_on_mdps():
     fam = TabularMDP()
     tasks = fam.tasks("test", 100)
-    ps = ref.reference_curve("psrl", fam, tasks, key=jax.random.PRNGKey(0), episodes=10)
-    rnd = ref.reference_curve("random", fam, tasks, key=jax.random.PRNGKey(0), episodes=10)
+    ps = ref.reference_curve("psrl", fam, tasks, key=jax.random.PRNGKey(0), episodes=10,
+                              family_name="tabular-mdp")
+    rnd = ref.reference_curve("random", fam, tasks, key=jax.random.PRNGKey(0), episodes=10,
+                              family_name="tabular-mdp")
     assert ps["return"].shape == (100, 10)
     assert ps["return"].sum(-1).mean() > rnd["return"].sum(-1).mean() + 20
     # PSRL improves within the trial
@@ -96,14 +113,16 @@ def test_greedy_follows_the_posterior_mean_mdp():
     follows the first plan for a whole episode, then switches to the best action."""
     fam = TabularMDP(states=1, actions=3, horizon=4, reward_noise=0.0)
     task = {"transitions": jnp.ones((1, 1, 3, 1)), "rewards": jnp.array([[[-5.0, 3.0, -5.0]]])}
-    out = ref.reference_curve("greedy", fam, task, key=jax.random.PRNGKey(0), episodes=3)
+    out = ref.reference_curve("greedy", fam, task, key=jax.random.PRNGKey(0), episodes=3,
+                              family_name="tabular-mdp")
     # episode 1: all actions at the prior mean 1, ties break towards action 0 (4 x -5);
     # its posterior mean (1 - 20) / 5 falls below 1, so action 1 (3 > 1) is kept after
     np.testing.assert_allclose(out["return"], [[-20, 12, 12]])
     mdp = TabularMDP()
     tasks = mdp.tasks("test", 100)
     totals = {n: float(ref.reference_curve(n, mdp, tasks, key=jax.random.PRNGKey(0),
-                                           episodes=10)["return"].sum(-1).mean())
+                                           episodes=10, family_name="tabular-mdp")[
+                                               "return"].sum(-1).mean())
               for n in ("greedy", "random")}
     assert totals["greedy"] > totals["random"] + 20, totals
 
@@ -118,14 +137,16 @@ def test_myopic_takes_the_best_known_reward_without_planning():
     one_hot = jax.nn.one_hot(jnp.array([[1, 0], [1, 1]]), 2)  # [S, A, S]
     task = {"transitions": one_hot[None], "rewards": jnp.array([[[0.0, 2.0], [10.0, 10.0]]])}
     key = jax.random.PRNGKey(0)
-    np.testing.assert_allclose(ref.reference_curve("myopic", fam, task, key=key,
-                                                   episodes=3)["return"], [[20, 6, 6]])
-    np.testing.assert_allclose(ref.reference_curve("greedy", fam, task, key=key,
-                                                   episodes=3)["return"], [[20, 20, 20]])
+    np.testing.assert_allclose(ref.reference_curve("myopic", fam, task, key=key, episodes=3,
+                                                   family_name="tabular-mdp")["return"],
+                               [[20, 6, 6]])
+    np.testing.assert_allclose(ref.reference_curve("greedy", fam, task, key=key, episodes=3,
+                                                   family_name="tabular-mdp")["return"],
+                               [[20, 20, 20]])
 
 
 def test_random_on_a_family_with_success():
     fam = PointNav(horizon=5)
     out = ref.reference_curve("random", fam, fam.tasks("test", 4), key=jax.random.PRNGKey(0),
-                              episodes=2)
+                              episodes=2, family_name="point-nav")
     assert out["return"].shape == (4, 2) and out["success"].shape == (4, 2)

@@ -24,6 +24,9 @@ def _env(tmp_path_factory, **extra: str) -> dict[str, str]:
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     env.pop(runs.FAULT_ENV, None)
+    # no progress lines on the piped stderr: what is checked here is the error line alone
+    # (tests/test_cli.py checks the progress lines)
+    env["ADAPTRL_PROGRESS"] = "off"
     env.update(extra)
     return env
 

@@ -70,7 +70,8 @@ def test_learns_two_armed_bandit_better_than_random():
     key = jax.random.PRNGKey(7)
     curve = jax.jit(lambda s: RL2(config, fam).adaptation_curve(s, tasks, key=key, steps=9))
     rl2 = curve(state)["return"].sum(-1)
-    rnd = reference_curve("random", fam, tasks, key=key, episodes=10)["return"].sum(-1)
+    rnd = reference_curve("random", fam, tasks, key=key, episodes=10,
+                          family_name="bandit")["return"].sum(-1)
     # random scores 5.0 per trial in expectation, the clairvoyant optimum 6.67
     assert float(rl2.mean()) > float(rnd.mean()) + 0.6, (float(rl2.mean()), float(rnd.mean()))
 
@@ -85,7 +86,8 @@ def test_transformer_learns_two_armed_bandit_better_than_random():
     tasks = fam.tasks("test", 500)
     key = jax.random.PRNGKey(7)
     rl2 = jax.jit(lambda s: algo.adaptation_curve(s, tasks, key=key, steps=9))(state)
-    rnd = reference_curve("random", fam, tasks, key=key, episodes=10)["return"].sum(-1)
+    rnd = reference_curve("random", fam, tasks, key=key, episodes=10,
+                          family_name="bandit")["return"].sum(-1)
     # random 5.0 in expectation, the clairvoyant optimum 6.67; measured 6.0 vs 5.14
     assert float(rl2["return"].sum(-1).mean()) > float(rnd.mean()) + 0.6
     # its attention cache holds trial_episodes episodes: a longer curve is refused

@@ -54,6 +54,6 @@ def test_results_report_the_optimum_per_trial():
     assert result["trial_total"]["mean"] < result["trial_optimum"]
     # a curve over adaptation steps (MAML) has no trials, so no per-trial optimum
     per_seed = [{"return": np.zeros((4, 3))}]
-    steps = _result("maml-vpg", "bandit", fam, "adaptation_steps", per_seed, split="test",
-                    num_tasks=4, seed=0)
+    steps = _result("maml-vpg", "bandit", fam, "gradient_steps", "gradient steps", per_seed,
+                    split="test", num_tasks=4, seed=0, checkpoints=[], task_changes={})
     assert "optimum" in steps and "trial_optimum" not in steps and "trial_total" not in steps

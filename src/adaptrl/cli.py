@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
 import signal
 import sys
@@ -25,7 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from adaptrl.errors import UserError
 
@@ -38,11 +39,71 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    TextColumn("{task.fields[info]}"), console=console, transient=False,
-                    disable=not console.is_terminal)  # no bar in logs: errors stay one line
+#: seconds between two plain progress lines when stderr is not a terminal
+PROGRESS_EVERY = 5.0
+#: ``ADAPTRL_PROGRESS=off`` turns progress output off (a bar or plain lines)
+PROGRESS_ENV = "ADAPTRL_PROGRESS"
+
+
+def _progress(label: str, total: int, target: Console | None = None) -> Progress:
+    """A progress bar that fits the terminal's width: the metrics column is dropped
+    first, then the description is shortened; bar, count and ETA always stay."""
+    target = target or console
+    count = 2 * len(str(total)) + 1  # MofNCompleteColumn: " 12/400"
+    fixed = count + 7 + 3 + 8 + 5  # count, elapsed, "eta", remaining, the spaces between
+    room = target.width - fixed - 1  # the description, the bar and the space between them
+    bar = max(10, min(30, room - len(label)))
+    desc = max(1, min(len(label), room - bar))
+    info = target.width - fixed - bar - desc - 2
+    columns: list = [
+        TextColumn("[bold]{task.description}",
+                   table_column=Column(no_wrap=True, overflow="ellipsis", max_width=desc)),
+        BarColumn(bar_width=bar), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn()]
+    if info >= 12:  # room for at least one metric
+        columns.append(TextColumn("{task.fields[info]}", table_column=Column(
+            no_wrap=True, overflow="ellipsis", max_width=info)))
+    return Progress(*columns, console=target, transient=False)
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class PlainProgress:
+    """Progress for logs and pipes: a plain line on stderr, flushed, when the first
+    iteration is done (compilation included), then every ``every`` seconds and at the
+    end: iteration, elapsed time, ETA and the current headline metrics."""
+
+    def __init__(self, label: str, total: int, *, start: int = 0,
+                 every: float = PROGRESS_EVERY, clock=time.monotonic, file=None):
+        self.label, self.total, self.start, self.every = label, total, start, every
+        self.clock, self.file = clock, file
+        self.t0 = clock()
+        self.first: tuple[float, int] | None = None  # (time, iteration) of the first report
+        self.last: float | None = None  # time of the last line
+
+    def eta(self, now: float, done: int) -> str:
+        # the steady rate after the first iteration (which compiles), when there is one
+        since, base = self.first if self.first and done > self.first[1] else (self.t0,
+                                                                              self.start)
+        if done <= base:
+            return "?"
+        return _clock((now - since) / (done - base) * (self.total - done))
+
+    def update(self, done: int, row: dict[str, float]) -> None:
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, done)
+        elif done < self.total and self.last is not None and now - self.last < self.every:
+            return
+        self.last = now
+        line = (f"{self.label}: iteration {done}/{self.total}, elapsed {_clock(now - self.t0)}, "
+                f"eta {self.eta(now, done)}")
+        metrics = _headline(row)
+        print(f"{line}, {metrics}" if metrics else line, file=self.file or sys.stderr,
+              flush=True)
 
 
 def _headline(row: dict[str, float]) -> str:
@@ -111,53 +172,71 @@ class _Stopped(Exception):
 
 def train_run(run_dir: Path, *, resume: bool, label: str, iterations: int | None = None
               ) -> None:
-    """Train with a progress bar; shared by ``train`` and ``demo``. SIGINT or SIGTERM
-    stops at the next iteration boundary with a checkpoint (:class:`_Stopped`).
-    ``iterations`` extends a resumed run (its config is rewritten only once the run's
-    checkpoint is verified)."""
+    """Train with progress output; shared by ``train`` and ``demo``. On a terminal a
+    progress bar, else plain lines (:class:`PlainProgress`); none with
+    ``ADAPTRL_PROGRESS=off``. SIGINT or SIGTERM stops at the next iteration boundary with a
+    checkpoint (:class:`_Stopped`). ``iterations`` extends a resumed run (its config is
+    rewritten only once the run's checkpoint is verified)."""
     from adaptrl import runs
 
     config = runs.load_run(run_dir)
     total = config.run.iterations if iterations is None else iterations
-    with _stop_on_signals() as stop, _progress() as progress:
-        task = progress.add_task(label, total=total, info="compiling…")
+    done = runs.list_checkpoints(run_dir) if resume else []
+    start = done[-1] if done else 0
+    with _stop_on_signals() as stop:
 
-        def report(done: int, total: int, row: dict[str, float]) -> None:
-            progress.update(task, completed=done, info=_headline(row))
+        def train(on_iteration=None):
+            return runs.train(run_dir, resume=resume, iterations=iterations,
+                              on_iteration=on_iteration, should_stop=stop)
 
-        done = runs.list_checkpoints(run_dir) if resume else []
-        progress.update(task, completed=done[-1] if done else 0)
-        try:
-            state = runs.train(run_dir, resume=resume, iterations=iterations,
-                               on_iteration=report, should_stop=stop)
-        except UserError:
-            progress.live.transient = True  # erase the bar: the error is the only line
-            raise
+        if os.environ.get(PROGRESS_ENV, "").strip().lower() == "off":
+            state = train()
+        elif not console.is_terminal:
+            plain = PlainProgress(label, total, start=start)
+            state = train(lambda done, total, row: plain.update(done, row))
+        else:
+            with _progress(label, total) as progress:
+                task = progress.add_task(label, total=total, completed=start,
+                                         info="compiling…")
+
+                def report(done: int, total: int, row: dict[str, float]) -> None:
+                    progress.update(task, completed=done, info=_headline(row))
+
+                try:
+                    state = train(report)
+                except UserError:
+                    progress.live.transient = True  # erase the bar: the error is the only line
+                    raise
     if stop.signum is not None:
         raise _Stopped(stop.signum, run_dir, int(state["iteration"]), total)
 
 
-def _listing(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def listing_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    """A name/kind/description table; a description too long for the terminal ends in an
+    ellipsis rather than wrapping."""
     table = Table(title=title)
     for i, col in enumerate(columns):
-        table.add_column(col, style="bold" if i == 0 else None)
+        last = i == len(columns) - 1
+        table.add_column(col, style="bold" if i == 0 else None, no_wrap=True,
+                         overflow="ellipsis" if last else "fold")
     for row in rows:
         table.add_row(*row)
-    out.print(table)
+    return table
 
 
 def cmd_tasks(args) -> None:
-    from adaptrl.tasks import REGISTRY
+    from adaptrl.tasks import REGISTRY  # names, kinds and descriptions only: no JAX
 
-    _listing("task families", ("name", "kind", "description"),
-             [(n, e.factory.kind, e.description) for n, e in sorted(REGISTRY.items())])
+    out.print(listing_table("task families", ("name", "kind", "description"),
+                            [(n, e.kind, e.description) for n, e in sorted(REGISTRY.items())]))
 
 
 def cmd_algos(args) -> None:
-    from adaptrl.algos import REGISTRY
+    from adaptrl.algos import REGISTRY  # names, kinds and descriptions only: no JAX
 
-    _listing("algorithms", ("name", "families", "description"),
-             [(n, ", ".join(e.cls.kinds), e.description) for n, e in sorted(REGISTRY.items())])
+    out.print(listing_table("algorithms", ("name", "families", "description"),
+                            [(n, ", ".join(e.kinds), e.description)
+                             for n, e in sorted(REGISTRY.items())]))
 
 
 def cmd_train(args) -> None:
@@ -198,6 +277,11 @@ def cmd_train(args) -> None:
         file_data = cfg.load_yaml(text, source=str(path))
     config = runs.resolve(args.algo, args.tasks, file_data=file_data, sets=args.set,
                           overrides={"iterations": args.iterations, "seed": args.seed})
+    if config.sampler.ray:  # before anything is written or said
+        from adaptrl.sampling.ray_workers import check_reachable
+
+        check_reachable(config.sampler.ray)
+    _state_defaults(config)
     run_dir = Path(args.out) if args.out else Path("runs") / (
         f"{args.algo}-{args.tasks}-seed{config.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     new = runs.create_run(run_dir, config)
@@ -210,68 +294,131 @@ def cmd_train(args) -> None:
     console.print(f"run directory: {run_dir}")
 
 
-def _curve_table(result: dict) -> Table:
-    unit = result.get("unit", "adaptation_steps").replace("_", " ")
-    caption = None
+def _state_defaults(config) -> None:
+    """Say so when a family has no paper setting for the algorithm: its defaults apply."""
+    from adaptrl import config as cfg
+    from adaptrl.algos import algorithm_entry
+
+    cls = algorithm_entry(config.algo).cls
+    if config.tasks in cls.paper_defaults:
+        return
+    options = ", ".join(f"{k}={v}" for k, v in cfg.to_dict(config.algo_options).items())
+    console.print(f"{config.tasks}: no paper setting for {config.algo}; defaults apply: "
+                  f"iterations={config.run.iterations}, {options}", soft_wrap=True)
+
+
+def cmd_check(args) -> int:
+    from adaptrl.tasks import make_family
+    from adaptrl.tasks.check import check_family
+
+    family = make_family(args.family, _task_sets(args.set, command="check"))
+    problems = check_family(family)
+    if problems:
+        for problem in problems:
+            out.print(f"FAIL {args.family}: {problem}", soft_wrap=True, markup=False)
+        return 1
+    out.print(f"ok {args.family}: {type(family).__name__} passes every check", markup=False)
+    return 0
+
+
+#: the column header of a curve's x axis, by unit (the caption says it in full)
+_AXIS_HEADERS = {"gradient_steps": "gradient steps", "episodes": "episodes seen"}
+
+
+def _short(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def curve_caption(result: dict) -> list[str]:
+    """The lines under a curve table: what the x axis counts, the optimum, the total per
+    trial, the checkpoint iteration scored for each run, and meta-test changes."""
+    lines = [f"x: {result['axis']}"] if "axis" in result else []
+    if "optimum" in result:
+        lines.append(f"exact optimum: {result['optimum']:.3f}")
     if "trial_total" in result:
         t = result["trial_total"]
-        caption = (f"total per trial: mean {t['mean']:.3f}, IQM {t['iqm']:.3f} "
-                   f"[{t['ci_low']:.3f}, {t['ci_high']:.3f}]")
-    table = Table(title=f"{result['algo']} on {result['tasks']}: {result['num_tasks']} "
-                        f"{result['split']} tasks x {result.get('seeds', 1)} seed(s)",
-                  caption=caption)
-    table.add_column(f"{unit} seen" if unit == "episodes" else unit, justify="right")
+        lines.append(f"total per trial: mean {t['mean']:.3f}, IQM {t['iqm']:.3f} "
+                     f"[{t['ci_low']:.3f}, {t['ci_high']:.3f}]")
+    ckpts = result.get("checkpoints") or []
+    its = [c["iteration"] for c in ckpts]
+    if len(set(its)) == 1:
+        each = f" (each of the {len(its)} runs)" if len(its) > 1 else ""
+        lines.append(f"scored checkpoint: iteration {its[0]}{each}")
+    elif its:
+        line = "scored checkpoints, iteration per run: " + ", ".join(map(str, its))
+        lines.append(line if len(line) <= 78 else f"scored checkpoints: iterations "
+                     f"{min(its)} to {max(its)} over {len(its)} runs (per run in --json)")
+    if result.get("task_changes"):
+        what = "meta-test family changed from training" if ckpts else "family options"
+        lines.append(f"{what}: " + ", ".join(f"tasks.{k}={_short(v)}"
+                                             for k, v in result["task_changes"].items()))
+    return lines
+
+
+def _curve_table(result: dict) -> Table:
+    """An adaptation curve as a table that fits an 80-column terminal."""
+    unit = result.get("unit", "gradient_steps")
+    title = (f"{result['algo']} on {result['tasks']}: {result['num_tasks']} "
+             f"{result['split']} tasks x {result.get('seeds', 1)} seed(s)")
+    caption = curve_caption(result)
+    # as wide as its title and caption lines, so that they are not wrapped
+    table = Table(title=title, caption="\n".join(caption) or None, caption_justify="left",
+                  min_width=max(len(line) for line in [title, *caption]))
+    table.add_column(_AXIS_HEADERS.get(unit, unit.replace("_", " ") + " seen"),
+                     justify="right")
     for col in ("mean", "IQM", "95% CI of IQM"):
         table.add_column(col, justify="right")
     has_success = "success" in result["curve"][0]
     if has_success:
         table.add_column("success", justify="right")
-    if "optimum" in result:
-        table.add_column("optimum", justify="right")
     for p in result["curve"]:
-        row = [str(p["adaptation_steps"]), f"{p['mean']:.3f}", f"{p['iqm']:.3f}",
+        row = [str(p["seen"]), f"{p['mean']:.3f}", f"{p['iqm']:.3f}",
                f"[{p['ci_low']:.3f}, {p['ci_high']:.3f}]"]
         if has_success:
             row.append(f"{p['success']:.2f}")
-        if "optimum" in result:
-            row.append(f"{result['optimum']:.3f}")
         table.add_row(*row)
     return table
+
+
+def _task_sets(items: list[str], *, command: str = "eval") -> dict:
+    """``--set tasks.KEY=VALUE`` items (of ``eval`` or ``check``) as ``{KEY: VALUE}``."""
+    from adaptrl import config as cfg
+
+    options = {}
+    for item in items:
+        path, value = cfg.parse_set(item)
+        if len(path) != 2 or path[0] != "tasks":
+            raise UserError(f"{command} --set takes only tasks.KEY=VALUE, got {cfg.short(item)}")
+        options[path[1]] = value
+    return options
 
 
 def cmd_eval(args) -> None:
     from adaptrl import runs
     from adaptrl.evaluation.harness import evaluate_reference, evaluate_runs, jsonable
     from adaptrl.evaluation.plots import plot_curves
-    from adaptrl.tasks import make_family
+    from adaptrl.tasks import make_family, meta_test_family
 
     results = []
+    changes = _task_sets(args.set)
     if args.dirs:
-        if args.tasks or args.set:
-            raise UserError("--tasks and --set describe the family only when no run is given")
+        if args.tasks:
+            raise UserError("--tasks names the family only when no run is given")
         results.append(evaluate_runs([Path(d) for d in args.dirs], split=args.split,
                                      num_tasks=args.num_tasks, steps=args.adapt_steps,
-                                     seed=args.seed))
+                                     seed=args.seed, task_changes=changes))
         first = runs.load_run(Path(args.dirs[0]))
-        family, family_name = first.task_options, first.tasks
-        steps = results[0]["curve"][-1]["adaptation_steps"]
+        family, family_name = meta_test_family(first.task_options, changes), first.tasks
+        steps = results[0]["curve"][-1]["seen"]
     elif args.reference and args.tasks:
-        from adaptrl import config as cfg
-
-        options = {}
-        for item in args.set:
-            path, value = cfg.parse_set(item)
-            if len(path) != 2 or path[0] != "tasks":
-                raise UserError(f"without a run, --set takes only tasks.KEY=VALUE, got {item!r}")
-            options[path[1]] = value
-        family, family_name = make_family(args.tasks, options), args.tasks
+        family, family_name = make_family(args.tasks, changes), args.tasks
         steps = 9 if args.adapt_steps is None else args.adapt_steps
     else:
         raise UserError("eval needs run directories, or --reference NAME with --tasks FAMILY")
     for name in args.reference:
         results.append(evaluate_reference(name, family, family_name, steps=steps,
                                           split=args.split, num_tasks=args.num_tasks,
-                                          seed=args.seed))
+                                          seed=args.seed, task_changes=changes))
     if args.plot:
         plot_curves(results, Path(args.plot))
     if args.json:
@@ -304,27 +451,38 @@ def cmd_demo(args) -> None:
     train_run(run_dir, resume=resume, label="meta-training maml-trpo on point-nav")
     result = evaluate_runs([run_dir], split="test", num_tasks=40, steps=3)
     out.print(_curve_table(result))
-    closed = gap_closed(result, 1)
-    if closed is not None:
-        out.print(f"one adaptation step closes {100 * closed:.0f}% of the gap between the "
-                  f"pre-adaptation return and the exact optimum")
+    one, three = gap_closed(result, 1), gap_closed(result, 3)
+    if one is not None and three is not None:
+        out.print(f"adaptation closes {100 * one:.0f}% of the gap between the "
+                  f"pre-adaptation return and the exact optimum after one step, "
+                  f"{100 * three:.0f}% after three")
     png = plot_curves([result], run_dir / "adaptation_curve.png")
     out.print(f"plot: {png}\nrun directory: {run_dir}")
 
 
+#: commands that compile and run JAX programs (they use the persistent compilation cache)
+COMPUTING = ("train", "eval", "demo", "check")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="adaptrl", description="Deep reinforcement meta-learning in JAX.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # not required: a bare `adaptrl` prints this usage with the commands (see main)
+    sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND",
+                           parser_class=_Parser)
 
     sub.add_parser("tasks", help="list task families").set_defaults(fn=cmd_tasks)
     sub.add_parser("algos", help="list algorithms").set_defaults(fn=cmd_algos)
 
     t = sub.add_parser("train", help="meta-train an algorithm on a task family")
     t.add_argument("algo", nargs="?", help="algorithm, e.g. maml-trpo (see `adaptrl algos`)")
-    t.add_argument("--tasks", help="task family (see `adaptrl tasks`)")
+    t.add_argument("--tasks", help="task family (see `adaptrl tasks`), or your own as "
+                                   "MODULE:CLASS, e.g. mypkg.envs:MyFamily")
     t.add_argument("--config", help="YAML file of options (keys: run options, algo:, tasks:)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one option: iterations=5, algo.inner_lr=0.1, tasks.arms=10")
+                   help="override one option: algo.inner_lr=0.1, tasks.arms=10, or a run "
+                        "option without a prefix (iterations=5); an unprefixed key goes to "
+                        "the one of run/algo/tasks that has it (inner_lr=0.1 means "
+                        "algo.inner_lr) and is refused when more than one has it")
     t.add_argument("--iterations", type=int, help="number of meta-iterations")
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--out", help="run directory (default runs/ALGO-FAMILY-seedN-TIME)")
@@ -337,7 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("dirs", nargs="*", metavar="DIR", help="run directories (one per seed)")
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.add_argument("--num-tasks", type=int, default=40)
-    e.add_argument("--adapt-steps", type=int, help="adaptation steps (or episodes) K")
+    e.add_argument("--adapt-steps", type=int, metavar="K",
+                   help="the curve's last point: after K gradient steps (MAML) or at "
+                        "episode K+1 of the trial, K episodes seen (RL², references)")
     e.add_argument("--seed", type=int, default=0, help="seed of the evaluation rollouts")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--plot", metavar="PNG", help="also write the curve as a PNG plot")
@@ -346,8 +506,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "(random, ucb1, thompson, gittins, psrl, greedy, myopic)")
     e.add_argument("--tasks", help="family for --reference when no run is given")
     e.add_argument("--set", action="append", default=[], metavar="tasks.KEY=VALUE",
-                   help="family option for --reference when no run is given")
+                   help="with runs: move the task distribution for an out-of-distribution "
+                        "meta-test (e.g. tasks.goal_high=0.7; only options that change "
+                        "which tasks are drawn; recorded in the output); without a run: "
+                        "any option of the --tasks family")
     e.set_defaults(fn=cmd_eval)
+
+    c = sub.add_parser("check", help="check a task family (yours too: MODULE:CLASS)")
+    c.add_argument("family", help="family name, or MODULE:CLASS")
+    c.add_argument("--set", action="append", default=[], metavar="tasks.KEY=VALUE",
+                   help="family option")
+    c.set_defaults(fn=cmd_check)
 
     d = sub.add_parser("demo", help="meta-train MAML on point-nav and show adaptation")
     d.add_argument("--out", default="runs/demo", help="run directory")
@@ -360,8 +529,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        args.fn(args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:  # a bare `adaptrl`: the usage and the list of commands
+            parser.print_help(sys.stderr)
+            return 2
+        if args.command in COMPUTING:
+            from adaptrl import compilation_cache
+
+            compilation_cache.enable()
+        status = args.fn(args)
     except UserError as e:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
@@ -376,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

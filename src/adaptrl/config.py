@@ -100,13 +100,26 @@ def _check_value(name: str, value: Any, hint: Any) -> Any:
     raise TypeError(f"unsupported config type {hint!r} for {name}")
 
 
+class OptionError(ValueError):
+    """Raised by a config dataclass's ``__post_init__`` to refuse the value of one field,
+    so that the message can name the option as the user wrote it (``--iterations``)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
 @functools.cache
 def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def from_dict(cls: type, data: Mapping[str, Any] | None, *, where: str = "") -> Any:
-    """Build the frozen dataclass ``cls`` from ``data``; unspecified fields keep defaults."""
+def from_dict(cls: type, data: Mapping[str, Any] | None, *, where: str = "",
+              names: Mapping[str, str] | None = None) -> Any:
+    """Build the frozen dataclass ``cls`` from ``data``; unspecified fields keep defaults.
+
+    Messages name a field ``where + field``, or ``names[field]`` where given (a command-line
+    flag such as ``--iterations``)."""
     data = {} if data is None else data
     if not isinstance(data, Mapping):
         raise UserError(f"{where or cls.__name__} must be a mapping, got {type(data).__name__}")
@@ -118,9 +131,15 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, *, where: str = "") -> 
         raise UserError(
             f"unknown config key {where}{unknown[0]!s} (valid: {', '.join(sorted(fields))})"
         )
-    values = {k: _check_value(f"{where}{k}", v, hints[k]) for k, v in data.items()}
+    def label(field: str) -> str:
+        return (names or {}).get(field, f"{where}{field}")
+
+    values = {k: _check_value(label(k), v, hints[k]) for k, v in data.items()}
     try:
         return cls(**values)
+    except OptionError as e:
+        got = f", got {short(values[e.field])}" if e.field in values else ""
+        raise UserError(f"{label(e.field)} {e.problem}{got}") from None
     except (ValueError, TypeError, ArithmeticError) as e:  # __post_init__ validation
         raise UserError(f"{where.rstrip('.') or cls.__name__}: {e}") from None
 

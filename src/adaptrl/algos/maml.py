@@ -12,8 +12,11 @@ gradient with Adam. For regression families (sinusoid) L_i is the MSE on K shots
 outer update is Adam, as in the paper's supervised experiments. The inner loop —
 :func:`inner_step` — is the same code for both.
 
-For JAX-native families one meta-iteration (sampling, adaptation, meta-update) is a single
-jitted function, ``vmap``-ed over tasks.
+Experience comes from the algorithm's sampler (:mod:`adaptrl.sampling`): each collection
+asks for episodes of every task under that task's current parameters. For JAX-native
+families the sampler is jittable and one meta-iteration (collect, adapt, meta-update) is a
+single jitted function, ``vmap``-ed over tasks; for host families (Gymnasium) the same code
+runs with collection in worker processes and the adaptation and meta-update jitted.
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from adaptrl import policies
-from adaptrl.algos.base import Algorithm, register
+from adaptrl.algos.base import Algorithm
 from adaptrl.ops import baselines, pg, trpo
 from adaptrl.ops.returns import gae
 from adaptrl.policies import MLP
 from adaptrl.sampling import rollout
-from adaptrl.tasks.base import RegressionFamily, RLFamily
+from adaptrl.tasks.base import RegressionFamily
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +52,14 @@ class MAMLConfig:
     inner_steps: int = 1
     # gradient steps of adaptation during meta-training
     inner_lr: float = 0.1
-    # step size α of the inner loop
+    # step size α of the first inner step
+    inner_lr_decay: float = 1 / 3
+    # step k of adaptation (k = 0, 1, ...) uses α·decay^k, in meta-training and meta-test alike.
+    # With normalised advantages every policy-gradient step has about the same length, and θ is
+    # meta-learned so that the first α-step lands near the task's optimum: further α-steps
+    # overshoot (point-nav: −16 after one step, −207 after two). 1/3 was chosen on
+    # meta-training goals (docs/results/maml_multistep_point-nav.md); 1 gives plain MAML.
+    # Meta-training with one inner step never uses it
     first_order: bool = False
     # drop second-order terms (FOMAML): do not differentiate through the inner gradient
     hidden: tuple[int, ...] = (100, 100)
@@ -104,6 +114,12 @@ class MAMLConfig:
             raise ValueError("discount must be in (0, 1] and gae_lambda in [0, 1]")
         if self.max_kl <= 0 or self.inner_lr < 0 or self.outer_lr <= 0:
             raise ValueError("max_kl and outer_lr must be positive, inner_lr non-negative")
+        if not 0 < self.inner_lr_decay <= 1:
+            raise ValueError("inner_lr_decay must be in (0, 1]")
+
+    def step_lr(self, k: int) -> float:
+        """Step size of adaptation step ``k`` (0-based): α·decay^k."""
+        return self.inner_lr * self.inner_lr_decay**k
 
 
 class Batch(NamedTuple):
@@ -139,20 +155,23 @@ PAPER = {
     "bandit": {"iterations": 100, "meta_batch_size": 40, "episodes_per_task": 20,
                "inner_lr": 0.1, "hidden": (100, 100)},
     "sinusoid": {"iterations": 70_000, "meta_batch_size": 25, "shots": 10, "inner_lr": 0.01,
-                 "outer_lr": 1e-3, "hidden": (40, 40), "first_order": False},
+                 "outer_lr": 1e-3, "hidden": (40, 40), "first_order": False,
+                 # not the paper's (plain SGD): with decay 1 a few held-out functions blow up
+                 # after 5+ steps (the support loss is beyond the edge of stability, 2/α);
+                 # 0.9, chosen on meta-training functions, keeps all of them bounded
+                 "inner_lr_decay": 0.9},
 }
 
 
-@register("maml-trpo", "MAML with a TRPO meta-update (Finn et al. 2017)", outer="trpo")
-@register("maml-ppo", "MAML with a PPO-clipped meta-update (as in ProMP's setting)", outer="ppo")
-@register("maml-vpg", "MAML with a vanilla policy-gradient meta-update (Adam)", outer="vpg")
 class MAML(Algorithm):
+    """Registered as ``maml-trpo``, ``maml-ppo`` and ``maml-vpg`` (the name fixes ``outer``)."""
+
     Config = MAMLConfig
     kinds = ("rl", "regression")
     paper_defaults = PAPER
 
-    def __init__(self, config: MAMLConfig, family):
-        super().__init__(config, family)
+    def __init__(self, config: MAMLConfig, family, *, sampler=None):
+        super().__init__(config, family, sampler=sampler)
         c = config
         if family.kind == "regression":
             self.net = MLP(c.hidden, family.output_dim)
@@ -163,6 +182,11 @@ class MAML(Algorithm):
             self.value_net = MLP(c.hidden, 1)
         self.optimizer = optax.adam(c.outer_lr)
         self.value_optimizer = optax.adam(c.value_lr)
+        # the learning phases, jitted on their own for host samplers (inlined when the whole
+        # update is jitted)
+        self._batches = jax.jit(self._task_batches)
+        self._adapt_tasks = jax.jit(self._adapt_each_task, static_argnames=("step", "per_task"))
+        self._meta_update = jax.jit(self._meta_update_rl)
 
     # ---- state ---------------------------------------------------------------------
     def init(self, *, key):
@@ -185,13 +209,24 @@ class MAML(Algorithm):
             return self._update_regression(state)
         return self._update_rl(state)
 
+    def curve_axis(self) -> str:
+        c = self.config
+        each = (f"on the task's {c.shots} shots" if self.family.kind == "regression"
+                else f"each on {c.eval_episodes} episodes")
+        return f"{super().curve_axis()} ({each})"
+
     def adaptation_curve(self, state, tasks, *, key, steps):
         keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
         if self.family.kind == "regression":
             fn = functools.partial(self._regression_curve, state["params"], steps=steps)
             return {"mse": jax.vmap(fn)(tasks, keys)}
-        fn = functools.partial(self._rl_curve, state, steps=steps)
-        return jax.vmap(fn)(tasks, keys)
+        trajs, _, _ = self._collect(state, tasks, keys, steps=steps,
+                                    episodes=self.config.eval_episodes)
+        out = {"return": jnp.stack([rollout.episode_return(t).mean(-1) for t in trajs], 1)}
+        if self.family.has_success:
+            out["success"] = jnp.stack([rollout.episode_success(t).mean(-1) for t in trajs],
+                                       1)
+        return out
 
     # ---- RL: collect and adapt ------------------------------------------------------
     def _values(self, state, traj: rollout.Trajectory):
@@ -231,32 +266,42 @@ class MAML(Algorithm):
 
     def _adapt(self, params, batches: list[Batch], *, first_order: bool):
         """Replay adaptation on fixed inner batches (differentiable in ``params``)."""
-        for batch in batches:
-            params = inner_step(self._inner_loss, params, batch, lr=self.config.inner_lr,
+        for k, batch in enumerate(batches):
+            params = inner_step(self._inner_loss, params, batch, lr=self.config.step_lr(k),
                                 first_order=first_order)
         return params
 
-    def _collect(self, state, params, task, key, *, steps: int, episodes: int):
-        """Sample, adapt, sample again ``steps`` times. Returns the trajectories and batches
-        of every step (index 0 = before adaptation) and the final adapted parameters."""
+    def _task_batches(self, state, traj: rollout.Trajectory) -> Batch:
+        """:meth:`_batch` of every task's episodes (``traj`` is ``[N, E, T, ...]``)."""
+        return jax.vmap(lambda tr: self._batch(state, tr)[0])(traj)
+
+    def _adapt_each_task(self, params, batch: Batch, *, step: int, per_task: bool):
+        """Inner step number ``step`` on each task's batch, from shared (``per_task=False``)
+        or per-task parameters; returns per-task parameters ``[N, ...]``."""
+        lr = self.config.step_lr(step)
+        fn = functools.partial(inner_step, self._inner_loss, lr=lr, first_order=True)
+        return jax.vmap(fn, in_axes=(0 if per_task else None, 0))(params, batch)
+
+    def _collect(self, state, tasks, keys, *, steps: int, episodes: int):
+        """Sample, adapt, sample again ``steps`` times, for every task at once (task ``i``
+        with key ``keys[i]``). Returns the trajectories and batches of every step (index 0 =
+        before adaptation; leading axis the task) and the final adapted parameters."""
+        step_keys = jax.vmap(lambda k: jax.random.split(k, steps + 1))(keys)
+        params, per_task = state["params"], False
         trajs, batches = [], []
-        for k in jax.random.split(key, steps + 1):
-            traj = rollout.episodes(cast(RLFamily, self.family), self.policy, params, task,
-                                    key=k, num=episodes)
-            batch, _ = self._batch(state, traj)
+        for i in range(steps + 1):
+            traj = self._sampler.episodes(self.policy, params, tasks, keys=step_keys[:, i],
+                                         num=episodes, per_task=per_task)
+            batch = self._batches(state, traj)
             trajs.append(traj)
             batches.append(batch)
-            if len(batches) <= steps:
-                params = self._adapt(params, [batch], first_order=True)
+            if i < steps:
+                params = self._adapt_tasks(params, batch, step=i, per_task=per_task)
+                per_task = True
+        if not per_task:  # no adaptation: every task keeps the initial parameters
+            params = jax.tree.map(lambda x: jnp.broadcast_to(x, (keys.shape[0], *x.shape)),
+                                  params)
         return trajs, batches, params
-
-    def _rl_curve(self, state, task, key, *, steps):
-        trajs, _, _ = self._collect(state, state["params"], task, key, steps=steps,
-                                 episodes=self.config.eval_episodes)
-        out = {"return": jnp.stack([rollout.episode_return(t).mean() for t in trajs])}
-        if self.family.has_success:
-            out["success"] = jnp.stack([rollout.episode_success(t).mean() for t in trajs])
-        return out
 
     # ---- RL: meta-update ------------------------------------------------------------
     def _adapt_all(self, params, inner):
@@ -353,14 +398,17 @@ class MAML(Algorithm):
         tasks = self.family.tasks("train", c.meta_batch_size, key=k_tasks)
         keys = jax.random.split(k_collect, c.meta_batch_size)
 
-        # collect: pre-adaptation episodes, adapt, post-adaptation episodes (per task)
-        collect = functools.partial(self._collect, state, state["params"],
-                                    steps=c.inner_steps, episodes=c.episodes_per_task)
-        trajs, batches, adapted = jax.vmap(collect)(tasks, keys)
-        inner, post = batches[:-1], batches[-1]
-        old_dist = jax.lax.stop_gradient(jax.vmap(self.policy.apply)(adapted, post.obs))
+        # collect: pre-adaptation episodes, adapt, post-adaptation episodes (every task)
+        trajs, batches, adapted = self._collect(state, tasks, keys, steps=c.inner_steps,
+                                                episodes=c.episodes_per_task)
 
         # meta-update through the adaptation
+        return self._meta_update(state, key, tasks, trajs, batches, adapted)
+
+    def _meta_update_rl(self, state, key, tasks, trajs, batches, adapted):
+        c = self.config
+        inner, post = batches[:-1], batches[-1]
+        old_dist = jax.lax.stop_gradient(jax.vmap(self.policy.apply)(adapted, post.obs))
         new_state = dict(state, key=key, iteration=state["iteration"] + 1)
         if c.outer == "trpo":
             new_state["params"], metrics = self._trpo(state["params"], inner, post, old_dist)
@@ -412,8 +460,8 @@ class MAML(Algorithm):
         family = cast(RegressionFamily, self.family)
         x, y = family.data(key, task, 2 * c.shots)
         support, query = (x[: c.shots], y[: c.shots]), (x[c.shots:], y[c.shots:])
-        for _ in range(c.inner_steps):
-            params = inner_step(self._mse, params, support, lr=c.inner_lr,
+        for k in range(c.inner_steps):
+            params = inner_step(self._mse, params, support, lr=c.step_lr(k),
                                 first_order=c.first_order)
         return self._mse(params, query)
 
@@ -440,8 +488,8 @@ class MAML(Algorithm):
         support = family.data(k_support, task, c.shots)
         query = family.data(k_query, task, eval_points)
         mses = [self._mse(params, query)]
-        for _ in range(steps):
-            params = inner_step(self._mse, params, support, lr=c.inner_lr, first_order=True)
+        for k in range(steps):
+            params = inner_step(self._mse, params, support, lr=c.step_lr(k), first_order=True)
             mses.append(self._mse(params, query))
         return jnp.stack(mses)
 

@@ -8,8 +8,11 @@ boundaries and reset between trials (:mod:`adaptrl.sampling.trials`). The object
 discounted return of the whole trial, so exploring in early episodes pays when it raises
 the return of later ones.
 
-One iteration (collect, advantages, PPO epochs) is a single jitted function: trials are a
-``lax.scan`` over time, ``vmap``-ed over trials, each on its own task.
+Trials come from the algorithm's sampler (:mod:`adaptrl.sampling`). For JAX-native
+families one iteration (collect, advantages, PPO epochs) is a single jitted function:
+trials are a ``lax.scan`` over time, ``vmap``-ed over trials, each on its own task. For
+host families (Gymnasium) the same code collects the trials in worker processes and jits
+the learning step on its own.
 
 At meta-test time, adaptation is simply running the policy: the adaptation curve is the
 return of episode 1, 2, ... of a trial on each held-out task (``curve_unit = "episodes"``).
@@ -35,7 +38,7 @@ import jax.numpy as jnp
 import optax
 
 from adaptrl import policies
-from adaptrl.algos.base import Algorithm, register
+from adaptrl.algos.base import Algorithm
 from adaptrl.errors import UserError
 from adaptrl.ops import pg
 from adaptrl.ops.returns import gae
@@ -171,9 +174,9 @@ def _epoch(algo: RL2, data, carry, key):
     return jax.lax.scan(functools.partial(_minibatch_step, algo), carry, shuffled)
 
 
-@register("rl2", "RL²: GRU policy meta-trained with PPO across multi-episode trials "
-          "(Duan et al. 2016)")
 class RL2(Algorithm):
+    """Registered as ``rl2``."""
+
     Config = RL2Config
     kinds = ("rl",)
     curve_unit = "episodes"
@@ -182,8 +185,8 @@ class RL2(Algorithm):
 
     family: RLFamily  # kinds = ("rl",)
 
-    def __init__(self, config: RL2Config, family: RLFamily):
-        super().__init__(config, family)
+    def __init__(self, config: RL2Config, family: RLFamily, *, sampler=None):
+        super().__init__(config, family, sampler=sampler)
         space = family.action_space
         discrete = isinstance(space, gym.spaces.Discrete)
         steps = config.trial_episodes * family.horizon
@@ -208,6 +211,9 @@ class RL2(Algorithm):
             lr = optax.linear_schedule(config.lr, 0.0, steps)
         self.optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                                      optax.adam(lr))
+        # the learning step, jitted on its own for host samplers (inlined when the whole
+        # update is jitted)
+        self._learn = jax.jit(self._learn_from_trials)
 
     @classmethod
     def check_new_run(cls, config: RL2Config, family) -> None:
@@ -232,9 +238,8 @@ class RL2(Algorithm):
     # ---- collect ---------------------------------------------------------------------
     def _trials(self, params, tasks, key, episodes: int, greedy: bool = False) -> Trial:
         keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
-        run = functools.partial(trials.trial, self.family, self.policy, params,
-                                episodes=episodes, greedy=greedy)
-        return jax.vmap(lambda task, k: run(task, key=k))(tasks, keys)
+        return self._sampler.trials(self.policy, params, tasks, keys=keys, episodes=episodes,
+                                   greedy=greedy)
 
     def _advantages(self, tr: Trial):
         """GAE over each whole trial: only the trial's end is terminal."""
@@ -272,6 +277,12 @@ class RL2(Algorithm):
         # collect: one trial per freshly drawn meta-train task
         tasks = self.family.tasks("train", c.trials_per_iteration, key=k_tasks)
         tr = self._trials(state["params"], tasks, k_collect, c.trial_episodes)
+
+        # learn: advantages over whole trials, then PPO
+        return self._learn(state, key, k_epochs, tasks, tr)
+
+    def _learn_from_trials(self, state, key, k_epochs, tasks, tr: Trial):
+        c = self.config
         adv, targets = self._advantages(tr)
         context = jax.vmap(lambda t: trials.critic_context(self.family, self.policy, t))(tasks)
 

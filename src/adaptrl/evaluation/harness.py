@@ -1,12 +1,19 @@
 """The meta-test harness: adaptation curves on held-out tasks, with honest statistics.
 
 For each run (one run = one training seed) the learner is scored on the same held-out
-tasks after 0, 1, ..., K units of adaptation. Per adaptation step we report the mean,
+tasks after 0, 1, ..., K units of adaptation. Per point of the curve we report the mean,
 the interquartile mean and a 95% stratified-bootstrap CI of the IQM, stratified by seed.
+
+A curve point's ``seen`` is how much of the task the learner had seen before that point
+was measured, in the result's ``unit`` (0: nothing): gradient steps for MAML, earlier
+episodes of the trial for RL² and the reference strategies; ``axis`` says it in words.
+A result names the checkpoint iteration it scored for each run (``checkpoints``), and the
+family options that meta-test changed from training (``task_changes``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -15,9 +22,10 @@ import jax
 import numpy as np
 
 from adaptrl import runs
+from adaptrl.algos.base import AXES
 from adaptrl.errors import UserError
 from adaptrl.ops.stats import summarize
-from adaptrl.tasks.base import RLFamily, Split, TaskFamily
+from adaptrl.tasks.base import RLFamily, Split, TaskFamily, meta_test_family
 
 #: tasks scored per jitted call, to bound memory on large evaluations
 CHUNK = 100
@@ -41,11 +49,11 @@ def score_tasks(curve_fn: Callable, family: TaskFamily, split: Split, num_tasks:
 
 def summarize_curves(per_seed: Sequence[dict[str, np.ndarray]], measure: str,
                      ) -> list[dict[str, Any]]:
-    """Per adaptation step: mean, IQM and stratified-bootstrap CI over tasks and seeds."""
+    """Per curve point: mean, IQM and stratified-bootstrap CI over tasks and seeds."""
     steps = per_seed[0][measure].shape[1]
     curve = []
     for k in range(steps):
-        point: dict[str, Any] = {"adaptation_steps": k}
+        point: dict[str, Any] = {"seen": k}
         stats = summarize([s[measure][:, k] for s in per_seed])
         point.update({key: stats[key] for key in ("mean", "iqm", "ci_low", "ci_high")})
         if "success" in per_seed[0]:
@@ -54,11 +62,13 @@ def summarize_curves(per_seed: Sequence[dict[str, np.ndarray]], measure: str,
     return curve
 
 
-def _result(algo: str, tasks: str, family: TaskFamily, unit: str, per_seed, *, split: Split,
-            num_tasks: int, seed: int) -> dict[str, Any]:
+def _result(algo: str, tasks: str, family: TaskFamily, unit: str, axis: str, per_seed, *,
+            split: Split, num_tasks: int, seed: int, checkpoints: list[dict[str, Any]],
+            task_changes: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "algo": algo, "tasks": tasks, "split": split, "num_tasks": num_tasks,
-        "seeds": len(per_seed), "unit": unit, "measure": family.measure,
+        "seeds": len(per_seed), "checkpoints": checkpoints, "task_changes": task_changes,
+        "unit": unit, "axis": axis, "measure": family.measure,
         "curve": summarize_curves(per_seed, family.measure),
     }
     if unit == "episodes":  # in-context learners: Duan et al.'s total reward per trial
@@ -81,8 +91,11 @@ def _check_sizes(num_tasks: int, steps: int) -> None:
 
 
 def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks: int = 40,
-                  steps: int | None = None, seed: int = 0) -> dict[str, Any]:
-    """Meta-test one or more runs of the same algorithm and family (one per seed)."""
+                  steps: int | None = None, seed: int = 0,
+                  task_changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Meta-test one or more runs of the same algorithm and family (one per seed), each
+    from its newest checkpoint. ``task_changes`` moves the family's task distribution for
+    an out-of-distribution meta-test (only its ``DISTRIBUTION_OPTIONS``)."""
     if not run_dirs:
         raise UserError("no run directory given")
     loaded = runs.iter_runs(run_dirs)
@@ -90,33 +103,47 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks:
     for path, c in loaded[1:]:
         if (c.algo, c.tasks, c.task_options) != (first.algo, first.tasks, first.task_options):
             raise UserError(f"{path}: runs to pool must share algorithm and task family")
+    changes = dict(task_changes or {})
+    family = meta_test_family(first.task_options, changes)
     algorithm = first.algorithm()
     k = algorithm.default_eval_steps if steps is None else steps
     _check_sizes(num_tasks, k)
-    per_seed = []
+    per_seed, checkpoints = [], []
     for path, c in loaded:
-        algorithm, state = runs.load_trained(path, c)
-        curve_fn = jax.jit(lambda tasks, *, key, a=algorithm, s=state:
-                           a.adaptation_curve(s, tasks, key=key, steps=k))
-        per_seed.append(score_tasks(curve_fn, c.task_options, split, num_tasks,
+        trained, state = runs.load_trained(path, c)
+        checkpoints.append({"run": str(path), "iteration": int(state["iteration"])})
+        # the policy trained on the run's family, scored on the (moved) meta-test family
+        algorithm = dataclasses.replace(c, task_options=family).algorithm() if changes else trained
+
+        def curve_fn(tasks, *, key, a=algorithm, s=state):
+            return a.adaptation_curve(s, tasks, key=key, steps=k)
+
+        if algorithm.jittable:  # else a host sampler steps the environments
+            curve_fn = jax.jit(curve_fn)
+        per_seed.append(score_tasks(curve_fn, family, split, num_tasks,
                                     key=jax.random.PRNGKey(seed)))
-    return _result(first.algo, first.tasks, first.task_options, algorithm.curve_unit, per_seed,
-                   split=split, num_tasks=num_tasks, seed=seed)
+    return _result(first.algo, first.tasks, family, algorithm.curve_unit,
+                   algorithm.curve_axis(), per_seed, split=split, num_tasks=num_tasks,
+                   seed=seed, checkpoints=checkpoints, task_changes=changes)
 
 
 def evaluate_reference(name: str, family: TaskFamily, family_name: str, *, steps: int,
-                       split: Split = "test", num_tasks: int = 40, seed: int = 0) -> dict[str, Any]:
+                       split: Split = "test", num_tasks: int = 40, seed: int = 0,
+                       task_changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score a reference strategy (random, UCB1, Gittins, PSRL, ...) exactly as a learned
-    agent: a trial of ``steps + 1`` episodes on the same held-out tasks."""
+    agent: a trial of ``steps + 1`` episodes on the same held-out tasks. ``family`` is the
+    registered family ``family_name`` with its options, ``task_changes`` those options
+    that differ from a run's (or the registry's) for the record."""
     from adaptrl.evaluation.reference import reference_curve
 
     _check_sizes(num_tasks, steps)
     per = score_tasks(
         lambda tasks, *, key: reference_curve(name, cast(RLFamily, family), tasks, key=key,
-                                              episodes=steps + 1),
+                                              episodes=steps + 1, family_name=family_name),
         family, split, num_tasks, key=jax.random.PRNGKey(seed))
-    return _result(name, family_name, family, "episodes", [per], split=split,
-                   num_tasks=num_tasks, seed=seed)
+    return _result(name, family_name, family, "episodes", AXES["episodes"], [per],
+                   split=split, num_tasks=num_tasks, seed=seed, checkpoints=[],
+                   task_changes=dict(task_changes or {}))
 
 
 def jsonable(obj: Any) -> Any:

@@ -6,8 +6,9 @@ Every strategy plays one *trial* of ``episodes`` episodes per task (the unit of
 ``Algorithm.adaptation_curve``: ``{"return": [num_tasks, episodes]}``, the total reward of
 episode 1, 2, ... of the trial, so the sum over the last axis is the total reward per trial.
 
-Strategies (``REFERENCE`` maps each name to the families it supports; ``"*"`` = every
-JAX-native RL family):
+Strategies (``REFERENCE`` maps each name to the registered family names it supports;
+``"*"`` = every JAX-native RL family). A family is named as registered (``adaptrl tasks``),
+never inferred from its class: ``point-nav`` and ``point-nav-sparse`` are one class.
 
 * ``random`` — uniform random actions.
 * ``ucb1`` — Auer et al. (2002): pull each arm once, then ``argmax mean + sqrt(2 ln t / n)``.
@@ -47,7 +48,7 @@ import numpy as np
 
 from adaptrl.errors import UserError
 from adaptrl.tasks.bandit import Bandit
-from adaptrl.tasks.base import REGISTRY, RLFamily
+from adaptrl.tasks.base import RLFamily, family_entry
 from adaptrl.tasks.tabular_mdp import TabularMDP, finite_horizon_values
 
 #: strategy name -> registered family names it supports ("*": every JAX-native RL family)
@@ -61,23 +62,20 @@ REFERENCE: dict[str, tuple[str, ...]] = {
     "myopic": ("tabular-mdp",),
 }
 
-_FAMILY_TYPES: dict[str, type] = {"bandit": Bandit, "tabular-mdp": TabularMDP}
 
 
-def supports(name: str, family: Any) -> bool:
-    """Whether strategy ``name`` can play ``family``."""
+def supports(name: str, family_name: str) -> bool:
+    """Whether strategy ``name`` can play the registered family ``family_name``."""
     if name not in REFERENCE:
         raise UserError(f"unknown reference strategy {name!r} (known: {', '.join(REFERENCE)})")
-    if not isinstance(family, RLFamily):
-        return False
     if REFERENCE[name] == ("*",):
-        return True
-    return any(isinstance(family, _FAMILY_TYPES[f]) for f in REFERENCE[name])
+        return family_entry(family_name).kind == "rl"
+    return family_name in REFERENCE[name]
 
 
-def reference_names(family: Any) -> list[str]:
-    """The strategies that can play ``family``."""
-    return [n for n in REFERENCE if supports(n, family)]
+def reference_names(family_name: str) -> list[str]:
+    """The strategies that can play the registered family ``family_name``."""
+    return [n for n in REFERENCE if supports(n, family_name)]
 
 
 # ---- Gittins indices ---------------------------------------------------------------------
@@ -277,23 +275,26 @@ def _random_trial(family: RLFamily, episodes: int, task, key):
 
 # ---- the one entry point ------------------------------------------------------------------
 def reference_curve(name: str, family: RLFamily, tasks: Any, *, key: jax.Array,
-                    episodes: int) -> dict[str, jax.Array]:
+                    episodes: int, family_name: str) -> dict[str, jax.Array]:
     """Play one trial of ``episodes`` episodes of each task with strategy ``name``.
 
-    ``tasks`` is a batched task pytree (leading axis ``N``). Returns
+    ``family`` is the registered family ``family_name`` (with its options), ``tasks`` a
+    batched task pytree of it (leading axis ``N``). Returns
     ``{"return": [N, episodes]}`` (total reward of each episode of the trial), plus
     ``"success": [N, episodes]`` where ``family.has_success``.
     """
-    if not supports(name, family):
-        known = [n for n, f in REFERENCE.items()]
+    if not supports(name, family_name):
+        fits = ", ".join(reference_names(family_name)) or "none"
         raise UserError(f"reference strategy {name!r} does not support family "
-                        f"{_family_label(family)} (strategies: {', '.join(known)})")
+                        f"{family_name!r} (strategies for {family_name}: {fits})")
+    if not isinstance(family, family_entry(family_name).factory):
+        raise ValueError(f"{type(family).__name__} is not the family {family_name!r}")
     if episodes < 1:
         raise UserError("episodes must be >= 1")
     n = jax.tree.leaves(tasks)[0].shape[0]
     keys = jax.random.split(key, n)
     out: dict[str, jax.Array] = {}
-    # supports() has checked the family's type for the strategy
+    # the family is the registered one that supports() has checked
     if name in ("psrl", "greedy", "myopic"):
         fn = functools.partial(_psrl_trial, cast(TabularMDP, family), episodes, name)
         out["return"] = jax.jit(jax.vmap(fn))(tasks, keys)
@@ -312,7 +313,3 @@ def reference_curve(name: str, family: RLFamily, tasks: Any, *, key: jax.Array,
                                 static_argnums=1)(table, episodes, tasks, keys)
     return out
 
-
-def _family_label(family: Any) -> str:
-    names = [n for n, e in REGISTRY.items() if e.factory is type(family)]
-    return names[0] if names else type(family).__name__

@@ -27,7 +27,13 @@ from adaptrl.runs.files import (
     atomic_write,
     read_json,
 )
-from adaptrl.runs.settings import ANNEAL, ResolvedConfig, RunSettings, config_from_json
+from adaptrl.runs.settings import (
+    ANNEAL,
+    RUN_FLAGS,
+    ResolvedConfig,
+    RunSettings,
+    config_from_json,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +107,7 @@ def extended(run_dir: Path, config: ResolvedConfig, iterations: int) -> Resolved
                         f"(algo.{ANNEAL}), so training to {iterations} would not change it; "
                         f"start a new run with --iterations {iterations}")
     return dataclasses.replace(config, run=cfg.from_dict(
-        RunSettings, {**cfg.to_dict(config.run), "iterations": iterations}))
+        RunSettings, {**cfg.to_dict(config.run), "iterations": iterations}, names=RUN_FLAGS))
 
 
 def write_config(run_dir: Path, config: ResolvedConfig) -> None:

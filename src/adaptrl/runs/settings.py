@@ -11,6 +11,7 @@ from adaptrl import config as cfg
 from adaptrl.algos import algorithm_entry
 from adaptrl.algos.base import Algorithm
 from adaptrl.errors import UserError
+from adaptrl.sampling.base import SamplerSettings, make_sampler
 from adaptrl.tasks import family_entry, make_family
 
 FORMAT_VERSION = 1
@@ -30,14 +31,17 @@ class RunSettings:
     # how many of the newest checkpoints to keep
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ValueError("iterations must be >= 1")
-        if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
-            raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
+        for name in ("iterations", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise cfg.OptionError(name, "must be >= 1")
         if self.keep_checkpoints > 10_000:
-            raise ValueError("keep_checkpoints must be <= 10000")
+            raise cfg.OptionError("keep_checkpoints", "must be <= 10000")
         if not 0 <= self.seed < 2**31:
-            raise ValueError("seed must be in [0, 2**31)")
+            raise cfg.OptionError("seed", "must be in [0, 2**31)")
+
+
+#: run options that have a flag of their own: messages name them as the user gave them
+RUN_FLAGS = {"iterations": "--iterations", "seed": "--seed"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +51,20 @@ class ResolvedConfig:
     run: RunSettings
     algo_options: Any  # the algorithm's Config dataclass
     task_options: Any  # the family dataclass itself
+    sampler: SamplerSettings = SamplerSettings()  # where host environments step (not identity)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT_VERSION, "algo": self.algo, "tasks": self.tasks,
             **cfg.to_dict(self.run), "algo_options": cfg.to_dict(self.algo_options),
-            "task_options": cfg.to_dict(self.task_options),
+            "task_options": cfg.to_dict(self.task_options), "sampler": cfg.to_dict(self.sampler),
         }
 
     def algorithm(self) -> Algorithm:
-        return algorithm_entry(self.algo).cls(self.algo_options, self.task_options)
+        sampler = make_sampler(self.task_options, self.sampler) \
+            if self.task_options.kind == "rl" else None
+        return algorithm_entry(self.algo).cls(self.algo_options, self.task_options,
+                                              sampler=sampler)
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed by this config (the schedule —
@@ -67,8 +75,8 @@ class ResolvedConfig:
 
 def _set_path(layers: dict[str, dict[str, Any]], fields: dict[str, set[str]], path: list[str],
               value: Any) -> None:
-    """Route one ``--set`` to the run, ``algo`` or ``tasks`` layer."""
-    if len(path) == 2 and path[0] in ("algo", "tasks"):
+    """Route one ``--set`` to the run, ``algo``, ``tasks`` or ``sampler`` layer."""
+    if len(path) == 2 and path[0] in ("algo", "tasks", "sampler"):
         layers[path[0]][path[1]] = value
         return
     if len(path) != 1:
@@ -93,7 +101,7 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
     entry = algorithm_entry(algo)
     fam = family_entry(tasks)
     cls = entry.cls
-    kind = fam.factory.kind
+    kind = fam.kind
     if kind not in cls.kinds:
         raise UserError(f"{algo} cannot learn {tasks}, a {kind} family: it learns "
                         f"{' and '.join(cls.kinds)} families (see `adaptrl algos`)")
@@ -106,9 +114,9 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
         del paper[ANNEAL]
     paper_tasks = dict(paper.pop("tasks", {}))
     layers = {"run": run_layer, "algo": {**entry.defaults, **paper},
-              "tasks": {**fam.defaults, **paper_tasks}}
+              "tasks": {**fam.defaults, **paper_tasks}, "sampler": {}}
     data = dict(file_data or {})
-    for name in ("algo", "tasks"):
+    for name in ("algo", "tasks", "sampler"):
         sub = data.pop(name, {})
         if not isinstance(sub, dict):
             raise UserError(f"config key {name!r} must be a mapping")
@@ -129,9 +137,10 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
         if layers["algo"].get(key) != value:
             raise UserError(f"{algo} fixes algo.{key}={value!r}; choose another algorithm name")
     resolved = ResolvedConfig(
-        algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, layers["run"]),
+        algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, layers["run"], names=RUN_FLAGS),
         algo_options=cfg.from_dict(cls.Config, layers["algo"], where="algo."),
         task_options=make_family(tasks, layers["tasks"]),
+        sampler=cfg.from_dict(SamplerSettings, layers["sampler"], where="sampler."),
     )
     resolved.algorithm()  # refuses what the algorithm cannot build, before any file is made
     cls.check_new_run(resolved.algo_options, resolved.task_options)
@@ -153,7 +162,9 @@ def config_from_json(data: Any, *, source: str) -> ResolvedConfig:
     family_entry(tasks)
     algo_options = data.pop("algo_options", {})
     task_options = data.pop("task_options", {})
-    for name, sub in (("algo_options", algo_options), ("task_options", task_options)):
+    sampler = data.pop("sampler", {})
+    for name, sub in (("algo_options", algo_options), ("task_options", task_options),
+                      ("sampler", sampler)):
         if not isinstance(sub, dict):
             raise UserError(f"{source}: {name} must be a mapping")
     for key, value in entry.defaults.items():
@@ -164,6 +175,7 @@ def config_from_json(data: Any, *, source: str) -> ResolvedConfig:
             algo=algo, tasks=tasks, run=cfg.from_dict(RunSettings, data),
             algo_options=cfg.from_dict(entry.cls.Config, algo_options, where="algo."),
             task_options=make_family(tasks, task_options),
+            sampler=cfg.from_dict(SamplerSettings, sampler, where="sampler."),
         )
     except UserError as e:
         raise UserError(f"{source}: {e}") from None

@@ -70,7 +70,8 @@ def guarded_update(algorithm: Algorithm, *, nan_at: int | None = None):
         flags = [jnp.all(jnp.isfinite(x)) for _, x in _float_leaves(new)]
         return new, metrics, jnp.stack(flags) if flags else jnp.ones((0,), bool)
 
-    return jax.jit(step)
+    # a host sampler collects outside jit; the algorithm jits its learning phases itself
+    return jax.jit(step) if algorithm.jittable else step
 
 
 def _available_memory() -> int | None:

@@ -13,7 +13,8 @@ what lets it learn about the task) and **reset only at trial boundaries**: every
 starts from ``policy.initial_carry()`` with a zero previous action, reward and flag.
 
 This module is the only place that defines those rules; every algorithm that learns from
-trials (RL² and relatives), the Gymnasium trial export and the tests use it.
+trials (RL² and relatives), the host sampler (:mod:`adaptrl.sampling.host`, through
+:func:`act` and :func:`remember`), the Gymnasium trial export and the tests use it.
 
 Layout: a trial is a flat, time-major sequence of ``S = episodes * horizon`` steps; episode
 ``e`` occupies steps ``[e * horizon, (e + 1) * horizon)``. If a family ends an episode
@@ -77,7 +78,7 @@ def encode_action(action: jax.Array, action_space: gym.spaces.Space) -> jax.Arra
     return jnp.asarray(action, jnp.float32).reshape(-1)
 
 
-def input_dim(family: RLFamily) -> int:
+def input_dim(family) -> int:
     """Width of the policy input: observation + encoded action + reward + done flag."""
     return int(family.observation_space.shape[0]) + action_encoding_dim(family.action_space) + 2
 
@@ -90,7 +91,7 @@ def make_input(obs, prev_action_enc, prev_reward, prev_done) -> jax.Array:
     ])
 
 
-def critic_context(family: RLFamily, policy, task) -> jax.Array | None:
+def critic_context(family, policy, task) -> jax.Array | None:
     """The task's features for a policy with a privileged critic (``context_dim > 0``:
     only its value estimate sees them), else None."""
     return family.task_features(task) if getattr(policy, "context_dim", 0) else None
@@ -106,27 +107,45 @@ def _where(cond, new, old):
     return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
 
 
+def act(policy, params, context, greedy: bool, h, x, key):
+    """The policy's half of a trial step: from memory ``h`` and input ``x``, the new memory,
+    the action (sampled with ``key``, or the most likely one with ``greedy``), its log
+    probability and the value estimate. Shared by the jitted and the host trial loops."""
+    h_new, dist, value = _policy_step(policy, params, h, x, context)
+    action = policies.mode(dist) if greedy else policies.sample(dist, key=key)
+    return h_new, action, policies.log_prob(dist, action), value
+
+
+def remember(action_space, alive, h_new, h, action, reward, ended, prev_action, prev_reward,
+             prev_done):
+    """Advance the policy's memory and the "previous step" inputs, on real steps only
+    (``alive``): a masked step after an early termination changes nothing."""
+    h = _where(alive, h_new, h)
+    prev_action = jnp.where(alive, encode_action(action, action_space), prev_action)
+    prev_reward = jnp.where(alive, jnp.asarray(reward, jnp.float32), prev_reward)
+    prev_done = jnp.where(alive, jnp.asarray(ended, jnp.float32), prev_done)
+    return h, prev_action, prev_reward, prev_done
+
+
 def _trial_step(family: RLFamily, policy, params, task, context, greedy: bool, carry: _Carry,
                 key):
     """One step of a trial: act, step the environment, roll over at episode ends."""
     k_act, k_env, k_reset = jax.random.split(key, 3)
     x = make_input(carry.obs, carry.prev_action, carry.prev_reward, carry.prev_done)
-    h, dist, value = _policy_step(policy, params, carry.policy, x, context)
-    action = policies.mode(dist) if greedy else policies.sample(dist, key=k_act)
+    h, action, log_prob, value = act(policy, params, context, greedy, carry.policy, x, k_act)
     obs, env_state, reward, terminal, info = family.step(k_env, carry.env_state, action, task)
     alive = carry.alive
     end_of_episode = carry.t + 1 == family.horizon
     ended = (terminal | end_of_episode) & alive
     out = Trial(
         inputs=x, action=action, reward=reward * alive, done=ended,
-        mask=alive.astype(jnp.float32), log_prob=policies.log_prob(dist, action),
+        mask=alive.astype(jnp.float32), log_prob=log_prob,
         value=value, success=info.get("success", jnp.array(False)) & alive,
     )
     # the policy's memory and the "previous step" inputs advance only on real steps ...
-    h = _where(alive, h, carry.policy)
-    prev_action = jnp.where(alive, encode_action(action, family.action_space), carry.prev_action)
-    prev_reward = jnp.where(alive, reward.astype(jnp.float32), carry.prev_reward)
-    prev_done = jnp.where(alive, ended.astype(jnp.float32), carry.prev_done)
+    h, prev_action, prev_reward, prev_done = remember(
+        family.action_space, alive, h, carry.policy, action, reward, ended, carry.prev_action,
+        carry.prev_reward, carry.prev_done)
     # ... and the environment restarts (same task) when the episode's slot is over
     reset_obs, reset_state = family.reset(k_reset, task)
     obs = _where(end_of_episode, reset_obs, _where(alive, obs, carry.obs))
@@ -140,7 +159,7 @@ def _trial_step(family: RLFamily, policy, params, task, context, greedy: bool, c
     return new, out
 
 
-def initial_inputs(family: RLFamily):
+def initial_inputs(family):
     """The "previous step" inputs at the start of a trial: zero action, reward and flag."""
     enc = jnp.zeros((action_encoding_dim(family.action_space),), jnp.float32)
     return enc, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)

@@ -1,6 +1,6 @@
-"""Task families. Importing this package registers every built-in family."""
+"""Task families. The registry lists the built-in ones without importing them (or JAX);
+each family's module is imported when the family is first built."""
 
-from adaptrl.tasks import bandit, point_nav, sinusoid, tabular_mdp  # noqa: F401  (registration)
 from adaptrl.tasks.base import (
     REGISTRY,
     RegressionFamily,
@@ -9,6 +9,7 @@ from adaptrl.tasks.base import (
     family_entry,
     family_names,
     make_family,
+    meta_test_family,
     register,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "family_entry",
     "family_names",
     "make_family",
+    "meta_test_family",
     "register",
 ]

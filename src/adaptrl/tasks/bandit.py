@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaptrl.tasks.base import RLFamily, register
+from adaptrl.tasks.base import RLFamily
 
 
-@register("bandit", "k-armed Bernoulli bandit, arm means ~ U[0,1]; options arms, pulls "
-          "(per episode; RL² trials of n pulls: algo.trial_episodes=n)")
 @dataclasses.dataclass(frozen=True)
 class Bandit(RLFamily):
+    """Registered as ``bandit``."""
+
     arms: int = 5
     # number of arms k
     pulls: int = 10

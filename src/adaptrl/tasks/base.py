@@ -5,10 +5,21 @@ A *task* is a pytree of parameters (a goal, arm probabilities, a sine's amplitud
 never stored in the environment state and an episode reset never resamples it: batching
 over tasks is a ``vmap`` over task pytrees.
 
-Environment API (JAX-native RL families; every method is pure and jittable)::
+Two kinds of RL family, one protocol for the algorithms:
 
-    obs, state = family.reset(key, task)
-    obs, state, reward, done, info = family.step(key, state, action, task)
+* :class:`RLFamily` — JAX-native; every environment method is pure and jittable::
+
+      obs, state = family.reset(key, task)
+      obs, state, reward, done, info = family.step(key, state, action, task)
+
+* :class:`HostFamily` — simulated on the host (a Gymnasium environment, MuJoCo, ...);
+  ``family.make_env()`` builds a ``gymnasium.Env`` that takes its task at reset
+  (``reset(seed=..., options={"task": task})``). :mod:`adaptrl.tasks.gymnasium` adapts any
+  Gymnasium environment this way.
+
+Algorithms never step an environment themselves: a *sampler* does
+(:mod:`adaptrl.sampling`), the jitted one for JAX-native families, the host one (worker
+processes or Ray actors) for host families.
 
 Splits: meta-test tasks are drawn from a fixed key stream (``split_seed``) that no training
 run ever touches, so every run and every learner is scored on the same held-out tasks.
@@ -20,14 +31,19 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Literal
+import importlib
+import re
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import gymnasium as gym
-import jax
-import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
-
+from adaptrl import lazy
 from adaptrl.errors import UserError
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+    import jax
+
+# JAX and Gymnasium are imported inside the functions that use them: this module also
+# holds the registry, which lists families without importing JAX (fast ``adaptrl tasks``).
 
 Task = Any  # a pytree of task parameters
 Split = Literal["train", "test"]
@@ -38,6 +54,9 @@ _TRAIN_STREAM, _TEST_STREAM, _POOL_STREAM = 0, 1, 2
 def indexed_keys(key: jax.Array, n: int) -> jax.Array:
     """``n`` keys where key ``i`` depends only on ``(key, i)``: the first tasks of a longer
     draw equal a shorter draw, so "the first 40 test tasks" means the same tasks always."""
+    import jax
+    import jax.numpy as jnp
+
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(n))
 
 
@@ -59,6 +78,11 @@ class TaskFamily(abc.ABC):
     has_optimum: ClassVar[bool] = False
     #: True where ``step`` reports ``info["success"]``
     has_success: ClassVar[bool] = False
+    #: options that change only which tasks are drawn — not the observation or action
+    #: spaces, the horizon, the dynamics or the measure that a trained learner depends on —
+    #: so ``adaptrl eval RUN --set tasks.KEY=VALUE`` may change them (out-of-distribution
+    #: meta-test); every family lists its own
+    DISTRIBUTION_OPTIONS: ClassVar[tuple[str, ...]] = ("split_seed",)
 
     def __post_init__(self) -> None:
         if self.train_pool < 0:
@@ -71,10 +95,14 @@ class TaskFamily(abc.ABC):
 
     def sample(self, key: jax.Array, n: int) -> Task:
         """Draw ``n`` tasks (a batched pytree with leading axis ``n``)."""
+        import jax
+
         return jax.vmap(self.sample_one)(indexed_keys(key, n))
 
     def tasks(self, split: Split, n: int, *, key: jax.Array | None = None) -> Task:
         """``n`` tasks of ``split``. Test tasks are deterministic; train tasks need ``key``."""
+        import jax
+
         base = jax.random.PRNGKey(self.split_seed)
         if split == "test":
             return self.sample(jax.random.fold_in(base, _TEST_STREAM), n)
@@ -91,6 +119,8 @@ class TaskFamily(abc.ABC):
     @staticmethod
     def shuffle(tasks: Task, *, key: jax.Array) -> Task:
         """Permute a batch of tasks."""
+        import jax
+
         n = jax.tree.leaves(tasks)[0].shape[0]
         perm = jax.random.permutation(key, n)
         return jax.tree.map(lambda x: x[perm], tasks)
@@ -126,11 +156,44 @@ class RLFamily(TaskFamily):
         """The task's parameters as one flat float vector ``[F]`` (every leaf of the task,
         raveled): what a privileged critic sees during meta-training (RL²'s
         ``privileged_critic``). Never an input of a policy."""
+        import jax.numpy as jnp
+        from jax.flatten_util import ravel_pytree
+
         return ravel_pytree(task)[0].astype(jnp.float32)
 
     def task_features_dim(self) -> int:
+        import jax
+
         return int(jax.eval_shape(lambda k: self.task_features(self.sample_one(k)),
                                   jax.random.PRNGKey(0)).shape[0])
+
+
+class HostFamily(TaskFamily):
+    """Abstract: a family of MDPs simulated on the host, outside JAX.
+
+    Tasks are still pytrees drawn by ``sample_one`` (so splits, ``--set tasks.X=...`` and
+    checkpoints work as for every family); only the environment lives on the host. A host
+    sampler (:mod:`adaptrl.sampling.host`) builds ``make_env()`` once per environment slot
+    in its worker processes and gives each episode its task and seed at reset.
+    """
+
+    horizon: int  # steps per episode: a field or property of each family
+
+    @property
+    @abc.abstractmethod
+    def observation_space(self) -> gym.spaces.Box: ...
+
+    @property
+    @abc.abstractmethod
+    def action_space(self) -> gym.spaces.Box | gym.spaces.Discrete: ...
+
+    @abc.abstractmethod
+    def make_env(self) -> gym.Env:
+        """A fresh environment; ``reset(seed=s, options={"task": task})`` starts an episode
+        of ``task`` (an unbatched task pytree of NumPy values)."""
+
+    task_features = RLFamily.task_features
+    task_features_dim = RLFamily.task_features_dim
 
 
 class RegressionFamily(TaskFamily):
@@ -152,19 +215,40 @@ class RegressionFamily(TaskFamily):
 class FamilyEntry:
     name: str
     description: str
-    factory: type[TaskFamily]  # a frozen dataclass
-    defaults: dict[str, Any]
+    target: str | type[TaskFamily]
+    # the family class (a frozen dataclass), or "module:Class", imported when first built
+    kind: Literal["rl", "regression"]
+    # the class's ``kind``, declared here so that listing families imports nothing
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # options fixed by the registered name, e.g. point-nav-sparse is PointNav(sparse=True)
+
+    @property
+    def factory(self) -> type[TaskFamily]:
+        return lazy.load(self.target)
 
 
-REGISTRY: dict[str, FamilyEntry] = {}
+#: every registered family by name; the built-in ones as data (their modules, and JAX,
+#: are imported when a family is built), a user's own through :func:`register`
+REGISTRY: dict[str, FamilyEntry] = {e.name: e for e in [
+    FamilyEntry("point-nav", "2D navigation to a goal (MAML), dense reward",
+                "adaptrl.tasks.point_nav:PointNav", "rl"),
+    FamilyEntry("point-nav-sparse", "2D navigation, reward 1 within 0.1 of goal",
+                "adaptrl.tasks.point_nav:PointNav", "rl", {"sparse": True}),
+    FamilyEntry("bandit", "k-armed Bernoulli bandits, means ~ U[0, 1]",
+                "adaptrl.tasks.bandit:Bandit", "rl"),
+    FamilyEntry("tabular-mdp", "RL²'s random MDPs: 10 states, 5 actions",
+                "adaptrl.tasks.tabular_mdp:TabularMDP", "rl"),
+    FamilyEntry("sinusoid", "few-shot sine regression (MAML), MSE",
+                "adaptrl.tasks.sinusoid:Sinusoid", "regression"),
+]}
 
 
 def register(name: str, description: str, **defaults: Any):
-    """Class decorator (usable several times) registering a family under ``name`` with
-    option defaults, e.g. ``point-nav-sparse`` is ``PointNav(sparse=True)``."""
+    """Class decorator (usable several times) registering a family of the user's own under
+    ``name`` with option defaults (as ``point-nav-sparse`` is ``PointNav(sparse=True)``)."""
 
     def deco(cls):
-        REGISTRY[name] = FamilyEntry(name, description, cls, defaults)
+        REGISTRY[name] = FamilyEntry(name, description, cls, cls.kind, defaults)
         return cls
 
     return deco
@@ -174,10 +258,57 @@ def family_names() -> list[str]:
     return sorted(REGISTRY)
 
 
+_USER_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def user_family(name: str) -> FamilyEntry:
+    """Resolve a user's family named ``"package.module:ClassName"``.
+
+    The module is imported (the user named it), and the attribute is accepted only if it is
+    a concrete task-family class — a frozen-dataclass subclass of :class:`TaskFamily` —
+    which is checked before anything is called or instantiated. A name never resolves to an
+    arbitrary callable, so a run directory that names a family cannot make ``eval`` or
+    ``--resume`` run a function of its choosing.
+    """
+    if len(name) > 300 or not _USER_NAME.match(name):
+        raise UserError(f"task family {name[:80]!r} must be a registered name or "
+                        "MODULE:CLASS, e.g. mypkg.envs:MyFamily")
+    module_name, attr = name.split(":")
+    if attr.startswith("__"):
+        raise UserError(f"task family {name!r}: {attr!r} is not a task-family class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UserError(f"task family {name!r}: cannot import module {module_name!r} "
+                        f"({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - the user's module failed while importing
+        raise UserError(f"task family {name!r}: importing {module_name!r} failed "
+                        f"({type(e).__name__}: {e})") from None
+    obj = module.__dict__.get(attr)  # a plain lookup: no module __getattr__ runs
+    if obj is None:
+        raise UserError(f"task family {name!r}: module {module_name!r} has no {attr!r}")
+    if not (isinstance(obj, type) and issubclass(obj, TaskFamily)):
+        raise UserError(f"task family {name!r} is a {type(obj).__name__}, not a task-family "
+                        "class (a subclass of adaptrl.tasks.TaskFamily)")
+    params = getattr(obj, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__dataclass_fields__" not in obj.__dict__:
+        raise UserError(f"task family {name!r} must be a frozen dataclass "
+                        "(@dataclasses.dataclass(frozen=True))")
+    if getattr(obj, "__abstractmethods__", None):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        raise UserError(f"task family {name!r} is abstract (does not define {missing})")
+    doc = (obj.__doc__ or "").strip().splitlines()
+    return FamilyEntry(name, doc[0] if doc else name, obj, obj.kind, {})
+
+
 def family_entry(name: str) -> FamilyEntry:
-    if name not in REGISTRY:
-        raise UserError(f"unknown task family {name!r} (known: {', '.join(family_names())})")
-    return REGISTRY[name]
+    """The registry entry of a built-in family, or of a user's ``"module:Class"``."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if ":" in name:
+        return user_family(name)
+    raise UserError(f"unknown task family {name!r} (known: {', '.join(family_names())}; "
+                    "or MODULE:CLASS for your own)")
 
 
 def make_family(name: str, options: dict[str, Any] | None = None) -> TaskFamily:
@@ -186,3 +317,22 @@ def make_family(name: str, options: dict[str, Any] | None = None) -> TaskFamily:
 
     entry = family_entry(name)
     return from_dict(entry.factory, {**entry.defaults, **(options or {})}, where="tasks.")
+
+
+def meta_test_family(family: TaskFamily, changes: dict[str, Any]) -> TaskFamily:
+    """``family`` with ``changes`` to options that only move its task distribution (its
+    ``DISTRIBUTION_OPTIONS``), for out-of-distribution meta-test of a trained run; any
+    other option is refused, since the trained policy depends on it."""
+    from adaptrl.config import replace
+
+    if not changes:
+        return family
+    allowed = type(family).DISTRIBUTION_OPTIONS
+    for key in changes:
+        if key not in allowed:
+            fields = {f.name for f in dataclasses.fields(family)}
+            what = ("changes more than the task distribution (the trained learner depends on "
+                    "it)" if key in fields else "is not an option of this family")
+            raise UserError(f"tasks.{key} {what}; at meta-test only these may change: "
+                            f"{', '.join(f'tasks.{k}' for k in allowed) or 'none'}")
+    return replace(family, changes, where="tasks.")

@@ -37,20 +37,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaptrl.tasks.base import RLFamily, register
+from adaptrl.tasks.base import RLFamily
 
 
-@register(
-    "point-nav",
-    "MAML 2D navigation: reach a goal in [-0.5, 0.5]^2, reward = -distance, horizon 100",
-)
-@register(
-    "point-nav-sparse",
-    "2D navigation with sparse reward: 1 per step within 0.1 of the goal, else 0",
-    sparse=True,
-)
 @dataclasses.dataclass(frozen=True)
 class PointNav(RLFamily):
+    """Registered as ``point-nav`` and ``point-nav-sparse`` (``sparse=True``)."""
+
     horizon: int = 100
     # steps per episode
     goal_low: float = -0.5
@@ -66,6 +59,7 @@ class PointNav(RLFamily):
 
     has_optimum = True
     has_success = True
+    DISTRIBUTION_OPTIONS = ("split_seed", "goal_low", "goal_high")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -12,12 +12,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from adaptrl.tasks.base import RegressionFamily, register
+from adaptrl.tasks.base import RegressionFamily
 
 
-@register("sinusoid", "MAML few-shot sine regression: y = A sin(x - phase), MSE (supervised)")
 @dataclasses.dataclass(frozen=True)
 class Sinusoid(RegressionFamily):
+    """Registered as ``sinusoid``."""
+
     amplitude_low: float = 0.1
     # lower bound of the amplitude A
     amplitude_high: float = 5.0
@@ -32,6 +33,8 @@ class Sinusoid(RegressionFamily):
     # upper bound of the inputs
 
     has_optimum = True
+    DISTRIBUTION_OPTIONS = ("split_seed", "amplitude_low", "amplitude_high", "phase_low",
+                            "phase_high", "x_low", "x_high")
 
     def __post_init__(self) -> None:
         super().__post_init__()

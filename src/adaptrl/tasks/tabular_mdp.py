@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaptrl.tasks.base import RLFamily, register
+from adaptrl.tasks.base import RLFamily
 
 
 def finite_horizon_values(transitions: jax.Array, rewards: jax.Array, horizon: int) -> jax.Array:
@@ -46,10 +46,10 @@ def finite_horizon_values(transitions: jax.Array, rewards: jax.Array, horizon: i
     return q
 
 
-@register("tabular-mdp", "random tabular MDPs of RL² (Duan et al.): 10 states, 5 actions, "
-          "Dirichlet(1) transitions, rewards ~ N(N(1,1), 1), episodes of 10 steps")
 @dataclasses.dataclass(frozen=True)
 class TabularMDP(RLFamily):
+    """Registered as ``tabular-mdp``."""
+
     states: int = 10
     # number of states
     actions: int = 5
@@ -66,6 +66,8 @@ class TabularMDP(RLFamily):
     # concentration of the (flat) Dirichlet prior over each transition distribution
 
     has_optimum = True
+    # the priors over mean rewards and transitions (not the reward noise: the dynamics)
+    DISTRIBUTION_OPTIONS = ("split_seed", "reward_mean", "reward_std", "dirichlet")
 
     def __post_init__(self) -> None:
         super().__post_init__()
