@@ -39,7 +39,7 @@ SCALE = float(os.environ.get("ADAPTRL_FUZZ_SCALE", "1"))
 TINY = {
     ("maml-vpg", "sinusoid"): ["algo.meta_batch_size=2", "algo.hidden=[8]"],
     ("rl2", "bandit"): ["algo.trials_per_iteration=2", "algo.minibatches=1", "algo.hidden=8",
-                        "algo.trial_episodes=2", "tasks.pulls=3"],
+                        "algo.trial_episodes=6"],
 }
 
 

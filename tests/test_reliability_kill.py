@@ -38,7 +38,7 @@ SETTINGS = {
     "maml-ppo": ("bandit", ["algo.meta_batch_size=2", "algo.episodes_per_task=2",
                             "tasks.pulls=3", "algo.hidden=[8]", "algo.ppo_epochs=2"]),
     "rl2": ("bandit", ["algo.trials_per_iteration=2", "algo.minibatches=1",
-                       "algo.trial_episodes=2", "tasks.pulls=3", "algo.hidden=8",
+                       "algo.trial_episodes=6", "algo.hidden=8",
                        "algo.ppo_epochs=1"]),
 }
 #: kills planned per algorithm. The test demands >= 20 delivered; a chain ends early when a

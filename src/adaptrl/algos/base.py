@@ -49,7 +49,8 @@ class Algorithm(abc.ABC):
     #: what the adaptation curve's x axis counts (a key of ``AXES``)
     curve_unit: ClassVar[str] = "gradient_steps"
     #: per-family settings of the papers: {family name: {field: value}}; the key
-    #: "iterations" sets the run's default number of meta-iterations
+    #: "iterations" sets the run's default number of meta-iterations, and the key "tasks"
+    #: holds family options ({option: value}) that the algorithm's setting needs
     paper_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     default_iterations: ClassVar[int] = 100
 
@@ -77,6 +78,13 @@ class Algorithm(abc.ABC):
         """Whether ``update`` and ``adaptation_curve`` can be traced by ``jax.jit`` (no host
         sampler): the run loop and the harness jit them whole where they can."""
         return self.sampler is None or self.sampler.jittable
+
+    @classmethod
+    def check_new_run(cls, config: Any, family: TaskFamily) -> None:
+        """Refuse, with a :class:`UserError`, options this algorithm would run but not as a
+        user means them. Called when a new run's config is resolved, not when a saved run
+        is loaded, so runs made before a rule existed stay loadable."""
+        return None
 
     @abc.abstractmethod
     def init(self, *, key: jax.Array) -> State:

@@ -17,9 +17,13 @@ the learning step on its own.
 At meta-test time, adaptation is simply running the policy: the adaptation curve is the
 return of episode 1, 2, ... of a trial on each held-out task (``curve_unit = "episodes"``).
 
-Bandits (Duan's Table 1): Duan's "n pulls per trial" is ``tasks.pulls=1`` with
-``algo.trial_episodes=n`` (an episode is one pull, as in the paper); the total reward per
-trial is the sum of the adaptation curve.
+Bandits (Duan's Table 1): a trial of n pulls is ``algo.trial_episodes=n``. An episode is
+one pull, as in the paper, so the family's ``tasks.pulls`` stays 1 (RL²'s setting for the
+bandit family sets it; a new run with another value is refused, since ``tasks.pulls=30``
+would silently make trials of ``30 * trial_episodes`` pulls). The total reward per trial is
+the sum of the adaptation curve; the harness reports it as ``trial_total`` beside
+``trial_optimum``, the optimum per trial (the family's per-episode optimum times the
+trial's episodes).
 """
 
 from __future__ import annotations
@@ -40,13 +44,15 @@ from adaptrl.ops import pg
 from adaptrl.ops.returns import gae
 from adaptrl.sampling import trials
 from adaptrl.sampling.trials import Trial
+from adaptrl.tasks.bandit import Bandit
 from adaptrl.tasks.base import RLFamily
 
 
 @dataclasses.dataclass(frozen=True)
 class RL2Config:
     trial_episodes: int = 10
-    # episodes of one task per trial; the hidden state is reset only between trials
+    # episodes of one task per trial; the hidden state is reset only between trials (on
+    # bandits an episode is one pull, so this is the number of pulls per trial)
     trials_per_iteration: int = 128
     # trials collected per iteration, each on a freshly drawn task
     architecture: Literal["gru", "transformer"] = "gru"
@@ -132,16 +138,17 @@ class RL2Config:
 
 # Per-family settings. Duan et al. used TRPO with GRU-256 policies and far more samples;
 # these are the PPO settings of our benchmarks (benchmarks/rl2_*.py, docs/results/), which
-# train in 2 to 60 minutes on one CPU core. For the bandit family, a trial is
-# ``pulls * trial_episodes`` pulls (the family's default: 10 x 10 = 100 pulls); Duan's n-pull
-# trials are ``tasks.pulls=1, algo.trial_episodes=n``. ``lr_anneal_iterations`` equals
+# train in 2 to 60 minutes on one CPU core. For the bandit family, an episode is one pull
+# (``tasks.pulls=1``) and a trial is ``trial_episodes`` pulls: these are the k=10, n=100
+# settings of docs/results/rl2_bandits.md (with the family's 5 arms unless
+# ``tasks.arms`` is set). ``lr_anneal_iterations`` equals
 # ``iterations``: through ``adaptrl train`` the schedule follows the run's length (an
 # ``--iterations`` of 200 anneals over 200) unless ``algo.lr_anneal_iterations`` is set.
 PAPER: dict[str, dict[str, Any]] = {
-    "bandit": {"iterations": 1000, "trial_episodes": 10, "trials_per_iteration": 256,
+    "bandit": {"iterations": 1000, "trial_episodes": 100, "trials_per_iteration": 256,
                "hidden": 128, "input_layer": 128, "value_time": True, "discount": 1.0,
                "lr": 2e-3, "lr_anneal_iterations": 1000, "entropy_coef": 0.001,
-               "reward_scale": 0.1, "gae_lambda": 0.9},
+               "reward_scale": 0.1, "gae_lambda": 0.9, "tasks": {"pulls": 1}},
     "tabular-mdp": {"iterations": 2200, "trial_episodes": 10, "trials_per_iteration": 256,
                     "hidden": 128, "input_layer": 128, "value_time": True, "discount": 0.99,
                     "gae_lambda": 0.3, "lr": 2e-3, "lr_anneal_iterations": 2200,
@@ -207,6 +214,15 @@ class RL2(Algorithm):
         # the learning step, jitted on its own for host samplers (inlined when the whole
         # update is jitted)
         self._learn = jax.jit(self._learn_from_trials)
+
+    @classmethod
+    def check_new_run(cls, config: RL2Config, family) -> None:
+        if isinstance(family, Bandit) and family.pulls != 1:
+            raise UserError(
+                f"rl2 on bandit: a trial is algo.trial_episodes pulls, one per episode, so "
+                f"tasks.pulls must stay 1 (tasks.pulls={family.pulls} would make trials of "
+                f"{family.pulls * config.trial_episodes} pulls); for {family.pulls}-pull "
+                f"trials use --set algo.trial_episodes={family.pulls}")
 
     @property
     def default_eval_steps(self) -> int:

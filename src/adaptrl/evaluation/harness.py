@@ -78,6 +78,8 @@ def _result(algo: str, tasks: str, family: TaskFamily, unit: str, axis: str, per
         split_key = jax.random.split(jax.random.PRNGKey(seed))[0]
         tasks_ = family.tasks(split, num_tasks, key=split_key)
         result["optimum"] = float(np.mean(jax.vmap(family.optimum)(tasks_)))
+        if "trial_total" in result:  # the optimum is per episode; a trial has several
+            result["trial_optimum"] = result["optimum"] * len(result["curve"])
     return result
 
 

@@ -104,7 +104,7 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
     entry = algorithm_entry(algo)
     fam = family_entry(tasks)
     cls = entry.cls
-    kind = fam.factory.kind
+    kind = fam.kind
     if kind not in cls.kinds:
         raise UserError(f"{algo} cannot learn {tasks}, a {kind} family: it learns "
                         f"{' and '.join(cls.kinds)} families (see `adaptrl algos`)")
@@ -115,8 +115,9 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
     follow = paper.get(ANNEAL) == run_layer["iterations"]
     if follow:
         del paper[ANNEAL]
-    layers = {"run": run_layer, "algo": {**entry.defaults, **paper}, "tasks": dict(fam.defaults),
-              "sampler": {}}
+    paper_tasks = dict(paper.pop("tasks", {}))
+    layers = {"run": run_layer, "algo": {**entry.defaults, **paper},
+              "tasks": {**fam.defaults, **paper_tasks}, "sampler": {}}
     data = dict(file_data or {})
     for name in ("algo", "tasks", "sampler"):
         sub = data.pop(name, {})
@@ -145,6 +146,7 @@ def resolve(algo: str, tasks: str, *, file_data: dict[str, Any] | None = None,
         sampler=cfg.from_dict(SamplerSettings, layers["sampler"], where="sampler."),
     )
     resolved.algorithm()  # refuses what the algorithm cannot build, before any file is made
+    cls.check_new_run(resolved.algo_options, resolved.task_options)
     return resolved
 
 

@@ -3,7 +3,12 @@
 A task is the vector of arm means, each ~ U[0, 1]. An episode is ``pulls`` pulls; each
 pull of arm ``a`` pays 1 with probability ``p[a]``. The observation is constant (the
 learner must remember what it has seen). The exact optimum is the clairvoyant return
-``pulls * max(p)``: no strategy that does not know ``p`` can beat it in expectation.
+``pulls * max(p)`` per episode: no strategy that does not know ``p`` can beat it in
+expectation.
+
+Duan et al.'s "n pulls per trial" for RL² is ``tasks.pulls=1`` (an episode is one pull)
+with ``algo.trial_episodes=n``; RL² refuses a new run with another ``pulls``. A trial's
+optimum is then ``n * max(p)`` (``trial_optimum`` in the harness's results).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ class Bandit(RLFamily):
     arms: int = 5
     # number of arms k
     pulls: int = 10
-    # pulls per episode n
+    # pulls per episode (RL²: 1, with algo.trial_episodes pulls per trial)
 
     has_optimum = True
 
