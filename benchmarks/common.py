@@ -41,6 +41,21 @@ def git_commit() -> str:
         return "unknown"
 
 
+def open_run(run_dir: Path, config, *, reuse: bool) -> bool:
+    """Create the benchmark's run in ``run_dir``, or with ``reuse`` continue the one kept
+    there (extended to ``config``'s iterations; exact resume gives the same numbers).
+    Returns whether training resumes."""
+    from adaptrl import runs
+
+    resume = reuse and (run_dir / runs.CONFIG_FILE).exists()
+    if resume:
+        if runs.extend_run(run_dir, config.run.iterations).identity() != config.identity():
+            raise SystemExit(f"{run_dir} holds a different run; drop --reuse")
+    else:
+        runs.create_run(run_dir, config)
+    return resume
+
+
 class IterationTimer:
     """``on_iteration`` callback for :func:`adaptrl.runs.train` that records wall time per
     meta-iteration; the first iteration (compilation) is reported separately."""

@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, IterationTimer, command, git_commit, machine
+from common import RESULTS, ROOT, IterationTimer, command, git_commit, machine, open_run
 from rich.console import Console
 from rich.progress import Progress
 
@@ -47,12 +47,7 @@ def main() -> None:
         run_dir = base / f"seed{seed}"
         config = runs.resolve("maml-trpo", "point-nav", sets=args.set,
                               overrides={"iterations": args.iterations, "seed": seed})
-        resume = args.reuse and (run_dir / runs.CONFIG_FILE).exists()
-        if resume:
-            if runs.extend_run(run_dir, args.iterations).identity() != config.identity():
-                raise SystemExit(f"{run_dir} holds a different run; drop --reuse")
-        else:
-            runs.create_run(run_dir, config)
+        resume = open_run(run_dir, config, reuse=args.reuse)
         timer = IterationTimer()
         with Progress(console=console) as progress:
             task = progress.add_task(f"seed {seed}", total=args.iterations)
