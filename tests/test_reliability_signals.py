@@ -71,6 +71,14 @@ def _wait_until_training(proc: subprocess.Popen, run_dir: Path) -> None:
         time.sleep(0.005)
 
 
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM at their default action, as in a user's terminal. A
+    shell without job control (a CI script, ``cmd &``) starts background jobs with SIGINT
+    ignored, and the CLI leaves an ignored signal ignored, as ``nohup`` expects."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_at_a_boundary_with_a_checkpoint_and_resume_is_exact(
         sig, tmp_path, tmp_path_factory):
@@ -80,7 +88,8 @@ def test_signal_stops_at_a_boundary_with_a_checkpoint_and_resume_is_exact(
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     proc = subprocess.Popen(_train(run_dir, ITERATIONS, FAST, EVERY), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signals)
     deadline = time.monotonic() + 180
     while not (seen := runs.list_checkpoints(run_dir)):  # iterations are logged
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
@@ -124,7 +133,7 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path, tmp_path_factory):
     env = _env(tmp_path_factory)
     run_dir = tmp_path / "r"
     proc = subprocess.Popen(_train(run_dir, 3, SLOW, 1), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     lines = _Lines(proc)
     _wait_until_training(proc, run_dir)
     proc.send_signal(signal.SIGINT)
