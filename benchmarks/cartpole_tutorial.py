@@ -4,7 +4,7 @@ tasks. Records the commands, the wall time, the load average and the adaptation 
 docs/results/cartpole_tutorial_ALGO.md.
 
     python benchmarks/cartpole_tutorial.py maml-trpo --iterations 150
-    python benchmarks/cartpole_tutorial.py rl2 --iterations 300
+    python benchmarks/cartpole_tutorial.py rl2 --iterations 450
 
 Extra ``--set KEY=VALUE`` options go to ``adaptrl train``. The family is named as a user's
 own, ``cartpole_tasks:CartPoleTarget``, with docs/tutorials on ``PYTHONPATH``.
@@ -27,8 +27,8 @@ FAMILY = "cartpole_tasks:CartPoleTarget"
 SETTINGS = {
     "maml-trpo": ["algo.meta_batch_size=20", "algo.episodes_per_task=10",
                   "algo.eval_episodes=10", "algo.hidden=[64,64]", "algo.inner_lr=0.1"],
-    "rl2": ["algo.trials_per_iteration=64", "algo.trial_episodes=3", "algo.hidden=64",
-            "algo.minibatches=4", "tasks.sparse=true"],
+    "rl2": ["algo.trials_per_iteration=64", "algo.trial_episodes=2", "algo.hidden=64",
+            "algo.minibatches=4", "tasks.sides=true"],
 }
 
 

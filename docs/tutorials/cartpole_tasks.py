@@ -22,8 +22,10 @@ class CartPoleTarget(GymnasiumFamily):
     # range of the hidden target cart position (reward wrapper)
     pole_length: tuple[float, float] = (0.3, 0.8)
     # range of the pole's half-length (set on the environment before each reset)
-    sparse: bool = False
-    # reward the target only within 0.3 of it (an RL² trial must search for it once)
+    sides: bool = False
+    # RL²'s variant: the target's sign hides a good side of the track. Past 0.25 from the
+    # centre a step earns 1 more on that side and 1 less on the other, so a trial must try
+    # a side once and can go straight to the good one in its later episodes
 
     task_params: ClassVar[tuple[str, ...]] = ("target", "pole_length")
 
@@ -33,7 +35,7 @@ class CartPoleTarget(GymnasiumFamily):
         cartpole.polemass_length = cartpole.masspole * cartpole.length
 
     def reward(self, task, obs, action, reward, next_obs, info):
-        distance = abs(float(next_obs[0]) - float(task["target"]))
-        if self.sparse:  # 1 per step alive, 1 more near the hidden target
-            return reward + float(distance < 0.3)
-        return reward - distance  # 1 per step alive, less the distance to the target
+        x, target = float(next_obs[0]), float(task["target"])
+        if self.sides:  # 1 per step alive, +-1 past 0.25 on the good or the wrong side
+            return reward + float(abs(x) > 0.25) * (1.0 if x * target > 0 else -1.0)
+        return reward - abs(x - target)  # 1 per step alive, less the distance to the target

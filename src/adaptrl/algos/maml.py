@@ -160,6 +160,11 @@ PAPER = {
                  # after 5+ steps (the support loss is beyond the edge of stability, 2/α);
                  # 0.9, chosen on meta-training functions, keeps all of them bounded
                  "inner_lr_decay": 0.9},
+    # locomotion (the authors' cheetah and ant setting; MAML draws fresh tasks every
+    # iteration, so the PEARL-style fixed pools are off)
+    **{name: {"iterations": 800, "meta_batch_size": 40, "episodes_per_task": 20,
+              "inner_lr": 0.1, "hidden": (100, 100), "tasks": {"train_pool": 0}}
+       for name in ("cheetah-vel", "cheetah-dir", "ant-dir", "ant-goal", "walker-params")},
 }
 
 

@@ -81,6 +81,9 @@ class TaskFamily(abc.ABC):
     has_optimum: ClassVar[bool] = False
     #: True where ``step`` reports ``info["success"]``
     has_success: ClassVar[bool] = False
+    #: True where the family has finitely many tasks (cheetah-dir's two directions), so its
+    #: held-out tasks are necessarily meta-training tasks too, as in the papers
+    finite_tasks: ClassVar[bool] = False
     #: options that change only which tasks are drawn — not the observation or action
     #: spaces, the horizon, the dynamics or the measure that a trained learner depends on —
     #: so ``adaptrl eval RUN --set tasks.KEY=VALUE`` may change them (out-of-distribution
@@ -113,11 +116,20 @@ class TaskFamily(abc.ABC):
             raise UserError(f"unknown split {split!r} (valid: train, test)")
         if key is None:
             raise ValueError("meta-train tasks are drawn from the run's key")
-        if self.train_pool:
-            pool = self.sample(jax.random.fold_in(base, _POOL_STREAM), self.train_pool)
+        pool = self.pool()
+        if pool is not None:
             idx = jax.random.randint(key, (n,), 0, self.train_pool)
             return jax.tree.map(lambda x: x[idx], pool)
         return self.sample(jax.random.fold_in(key, _TRAIN_STREAM), n)
+
+    def pool(self) -> Task | None:
+        """The fixed pool of ``train_pool`` meta-train tasks, or None (fresh draws)."""
+        import jax
+
+        if not self.train_pool:
+            return None
+        base = jax.random.PRNGKey(self.split_seed)
+        return self.sample(jax.random.fold_in(base, _POOL_STREAM), self.train_pool)
 
     @staticmethod
     def shuffle(tasks: Task, *, key: jax.Array) -> Task:
@@ -243,6 +255,17 @@ REGISTRY: dict[str, FamilyEntry] = {e.name: e for e in [
                 "adaptrl.tasks.tabular_mdp:TabularMDP", "rl"),
     FamilyEntry("sinusoid", "few-shot sine regression (MAML), MSE",
                 "adaptrl.tasks.sinusoid:Sinusoid", "regression"),
+    # MuJoCo locomotion through Gymnasium (host families; adaptrl.tasks.locomotion)
+    FamilyEntry("cheetah-vel", "HalfCheetah at a target velocity ~ U[0, 2] (MAML)",
+                "adaptrl.tasks.locomotion:CheetahVel", "rl"),
+    FamilyEntry("cheetah-dir", "HalfCheetah forward or backward (MAML)",
+                "adaptrl.tasks.locomotion:CheetahDir", "rl"),
+    FamilyEntry("ant-dir", "Ant forward or backward (PEARL)",
+                "adaptrl.tasks.locomotion:AntDir", "rl"),
+    FamilyEntry("ant-goal", "Ant to a goal in a disc of radius 3 (PEARL)",
+                "adaptrl.tasks.locomotion:AntGoal", "rl"),
+    FamilyEntry("walker-params", "Walker2d with randomised masses, damping, friction "
+                "(PEARL)", "adaptrl.tasks.locomotion:WalkerParams", "rl"),
 ]}
 
 

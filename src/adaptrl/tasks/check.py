@@ -5,7 +5,9 @@ function a user runs on their own (``adaptrl check mypkg.envs:MyFamily``).
 
 * every family: tasks are pytrees with a leading batch axis; held-out tasks are
   deterministic and a longer draw starts with a shorter one; meta-train draws depend on the
-  key and never coincide with held-out tasks; task leaves are finite;
+  key and never coincide with held-out tasks, nor does any held-out task equal a task of
+  the fixed meta-train pool (``train_pool``); task leaves are finite (families with
+  ``finite_tasks``, such as cheetah-dir's two directions, share tasks between the splits);
 * JAX-native RL families: ``reset``/``step`` trace under ``jit`` and ``vmap``, give the
   declared shapes and dtypes (float32 observations and rewards, bool done), are
   deterministic, and batched equals unbatched;
@@ -63,11 +65,30 @@ def _check_tasks(family: TaskFamily, problems: list[str]) -> Any:
         problems.append("every task is the same: the family has no task variation")
     elif _same(train, other):
         problems.append("different keys give the same meta-train tasks")
-    if any(np.array_equal(np.asarray(a), np.asarray(b))
-           for a, b in zip(jax.tree.leaves(train), leaves, strict=True)
-           if np.ptp(np.asarray(b)) > 0):
-        problems.append("meta-train tasks coincide with held-out tasks")
+    if not type(family).finite_tasks:
+        if any(np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(jax.tree.leaves(train), leaves, strict=True)
+               if np.ptp(np.asarray(b)) > 0):
+            problems.append("meta-train tasks coincide with held-out tasks")
+        _check_pool(family, problems)
     return test
+
+
+def _flat_tasks(tasks: Any) -> np.ndarray:
+    """One row per task: all its parameters, flattened."""
+    leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(tasks)]
+    return np.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
+
+
+def _check_pool(family: TaskFamily, problems: list[str]) -> None:
+    """A family with a fixed meta-train pool: its held-out tasks are none of the pool's."""
+    pool = family.pool()
+    if pool is None:
+        return
+    held_out = _flat_tasks(family.tasks("test", 30))
+    rows = _flat_tasks(pool)
+    if any((np.abs(rows - t).max(axis=1) == 0).any() for t in held_out):
+        problems.append("a held-out task is in the meta-train pool")
 
 
 def _zero_action(space: gym.Space):
