@@ -91,3 +91,20 @@ def test_pools_follow_pearl_and_maml_draws_fresh_tasks():
     config = runs.resolve("maml-trpo", "cheetah-vel")
     assert config.task_options.train_pool == 0 and config.task_options.horizon == 200
     assert config.algo_options.meta_batch_size == 40 and config.algo_options.inner_lr == 0.1
+
+
+@pytest.mark.parametrize("algo", ["maml-trpo", "rl2"])
+def test_maml_and_rl2_train_and_resume_on_a_locomotion_family(algo, tmp_path):
+    """One tiny iteration through the host sampler, then --resume for a second one."""
+    from adaptrl.cli import main
+
+    tiny = {"maml-trpo": ["algo.meta_batch_size=2", "algo.episodes_per_task=2",
+                          "algo.hidden=[8]"],
+            "rl2": ["algo.trials_per_iteration=2", "algo.minibatches=1", "algo.hidden=8",
+                    "algo.trial_episodes=2"]}[algo]
+    sets = [*tiny, "tasks.horizon=6", "sampler.workers=1"]
+    run = tmp_path / "run"
+    argv = ["train", algo, "--tasks", "ant-goal", "--iterations", "1", "--out", str(run)]
+    assert main([*argv, *[x for s in sets for x in ("--set", s)]]) == 0
+    assert main(["train", "--resume", str(run), "--iterations", "2"]) == 0
+    assert main(["eval", str(run), "--num-tasks", "2", "--adapt-steps", "1"]) == 0

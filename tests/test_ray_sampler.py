@@ -4,8 +4,13 @@ the local sampler; an unreachable address is one line.
 The test starts the cluster with ``ray start --head --node-ip-address=127.0.0.1`` and a
 second ``ray start --address=127.0.0.1:PORT --node-ip-address=127.0.0.1``, both with
 ``--block`` so that ending those two processes stops every Ray process they started.
-(Ray on Linux rewrites a loopback node address to the machine's own interface address; no
-other machine is involved.)"""
+
+Loopback only. Ray on Linux replaces a loopback node or cluster address with the machine's
+interface address (``ray._private.services.resolve_ip_for_localhost`` asks
+``node_ip_address_from_perspective``), so the cluster's traffic would leave 127.0.0.1. The
+test keeps every process on 127.0.0.1: the cluster's processes start with a
+``sitecustomize`` on ``PYTHONPATH`` that answers 127.0.0.1 there, the test process patches
+the same function, and the test asserts that both nodes registered as 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -38,28 +43,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _nodes_alive(address: str, want: int, deadline: float) -> None:
+def _nodes_alive(address: str, want: int, deadline: float, env: dict[str, str]) -> None:
     code = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
             f"import sys; sys.exit(0 if sum(n['Alive'] for n in ray.nodes()) >= {want} else 1)")
     while time.time() < deadline:
-        if subprocess.run([sys.executable, "-c", code], capture_output=True,
+        if subprocess.run([sys.executable, "-c", code], capture_output=True, env=env,
                           timeout=120).returncode == 0:
             return
         time.sleep(2)
     raise RuntimeError(f"the Ray cluster at {address} did not reach {want} nodes")
 
 
-#: Ray 2.60 on Linux rewrites the loopback node address of ``ray start`` to the machine's
-#: interface address, so the cluster's own traffic would leave the loopback range; where
-#: only loopback may be a target (this project's CI), the cluster test runs only on request
-CLUSTER_ENV = "ADAPTRL_RAY_CLUSTER_TEST"
+#: imported first by every Python process of the test cluster (Ray's CLI, raylet workers)
+LOOPBACK_ONLY = """\
+try:  # keep this Ray process's own address on loopback (see tests/test_ray_sampler.py)
+    import ray._private.services as _services
+
+    _services.node_ip_address_from_perspective = lambda *args, **kwargs: "127.0.0.1"
+except Exception:
+    pass
+"""
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if os.environ.get(CLUSTER_ENV) != "1":
-        pytest.skip(f"2-node Ray cluster test: set {CLUSTER_ENV}=1 (Ray binds the node to a "
-                    "non-loopback interface address)")
+    from ray._private import services
+
+    site = tmp_path_factory.mktemp("loopback")
+    (site / "sitecustomize.py").write_text(LOOPBACK_ONLY)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    patched = services.node_ip_address_from_perspective
+    services.node_ip_address_from_perspective = lambda *args, **kwargs: "127.0.0.1"
     port = _free_port()
     address = f"127.0.0.1:{port}"
     logs = tmp_path_factory.mktemp("ray")
@@ -70,15 +85,16 @@ def cluster(tmp_path_factory):
             [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
              "--include-dashboard=false", *common],
             stdout=open(logs / "head.log", "w"), stderr=subprocess.STDOUT,
-            start_new_session=True))
-        _nodes_alive(address, 1, time.time() + 120)
+            start_new_session=True, env=env))
+        _nodes_alive(address, 1, time.time() + 120, env)
         procs.append(subprocess.Popen(
             [RAY, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common],
             stdout=open(logs / "node.log", "w"), stderr=subprocess.STDOUT,
-            start_new_session=True))
-        _nodes_alive(address, 2, time.time() + 120)
+            start_new_session=True, env=env))
+        _nodes_alive(address, 2, time.time() + 120, env)
         yield address
     finally:
+        services.node_ip_address_from_perspective = patched
         if ray.is_initialized():
             ray.shutdown()
         for proc in reversed(procs):  # --block: SIGTERM stops what each one started
@@ -105,8 +121,9 @@ def test_ray_workers_give_the_local_trajectories(cluster):
         finally:
             sampler.close()
     jax.tree.map(np.testing.assert_array_equal, out[0], out[1])
-    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    nodes = [n for n in ray.nodes() if n["Alive"]]
     assert len(nodes) == 2
+    assert {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}, nodes
 
 
 def test_unreachable_ray_address_is_one_line(capsys):

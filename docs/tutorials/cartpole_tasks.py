@@ -23,9 +23,9 @@ class CartPoleTarget(GymnasiumFamily):
     pole_length: tuple[float, float] = (0.3, 0.8)
     # range of the pole's half-length (set on the environment before each reset)
     sides: bool = False
-    # RL²'s variant: the target's sign hides a good side of the track. Past 0.25 from the
-    # centre a step earns 1 more on that side and 1 less on the other, so a trial must try
-    # a side once and can go straight to the good one in its later episodes
+    # RL²'s variant: the target's sign hides a good side of the track, where a step past
+    # 0.25 from the centre earns 1 more; a trial must try a side once and can go straight
+    # to the good one in its later episodes
 
     task_params: ClassVar[tuple[str, ...]] = ("target", "pole_length")
 
@@ -36,6 +36,6 @@ class CartPoleTarget(GymnasiumFamily):
 
     def reward(self, task, obs, action, reward, next_obs, info):
         x, target = float(next_obs[0]), float(task["target"])
-        if self.sides:  # 1 per step alive, +-1 past 0.25 on the good or the wrong side
-            return reward + float(abs(x) > 0.25) * (1.0 if x * target > 0 else -1.0)
+        if self.sides:  # 1 per step alive, 1 more past 0.25 on the good side
+            return reward + float(abs(x) > 0.25 and x * target > 0)
         return reward - abs(x - target)  # 1 per step alive, less the distance to the target
