@@ -60,8 +60,11 @@ def test_distribution_options_move_only_the_tasks():
         for option in type(base).DISTRIBUTION_OPTIONS:
             assert option in fields, (name, option)
             value = getattr(base, option)
-            moved = value + 1 if isinstance(value, int) else (
-                value - 0.05 if option.endswith("_low") else value + 0.05)
+            if isinstance(value, tuple):  # a (low, high) range: widen it
+                moved = (value[0], value[1] + 0.05)
+            else:
+                moved = value + 1 if isinstance(value, int) else (
+                    value - 0.05 if option.endswith("_low") else value + 0.05)
             fam = make_family(name, {option: moved})
             if base.kind == "rl":
                 assert fam.observation_space == base.observation_space, (name, option)

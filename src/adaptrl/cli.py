@@ -219,8 +219,10 @@ def listing_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ..
     table = Table(title=title)
     for i, col in enumerate(columns):
         last = i == len(columns) - 1
+        widest = max([len(col), *(len(row[i]) for row in rows)])
         table.add_column(col, style="bold" if i == 0 else None, no_wrap=True,
-                         overflow="ellipsis" if last else "fold")
+                         overflow="ellipsis" if last else "fold",
+                         min_width=None if last else widest)  # names are never cut
     for row in rows:
         table.add_row(*row)
     return table

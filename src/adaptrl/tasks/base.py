@@ -256,16 +256,15 @@ REGISTRY: dict[str, FamilyEntry] = {e.name: e for e in [
     FamilyEntry("sinusoid", "few-shot sine regression (MAML), MSE",
                 "adaptrl.tasks.sinusoid:Sinusoid", "regression"),
     # MuJoCo locomotion through Gymnasium (host families; adaptrl.tasks.locomotion)
-    FamilyEntry("cheetah-vel", "HalfCheetah at a target velocity ~ U[0, 2] (MAML)",
+    FamilyEntry("cheetah-vel", "HalfCheetah, target velocity U[0, 2] (MAML)",
                 "adaptrl.tasks.locomotion:CheetahVel", "rl"),
     FamilyEntry("cheetah-dir", "HalfCheetah forward or backward (MAML)",
                 "adaptrl.tasks.locomotion:CheetahDir", "rl"),
     FamilyEntry("ant-dir", "Ant forward or backward (PEARL)",
                 "adaptrl.tasks.locomotion:AntDir", "rl"),
-    FamilyEntry("ant-goal", "Ant to a goal in a disc of radius 3 (PEARL)",
+    FamilyEntry("ant-goal", "Ant to a goal in a disc, radius 3 (PEARL)",
                 "adaptrl.tasks.locomotion:AntGoal", "rl"),
-    FamilyEntry("walker-params", "Walker2d with randomised masses, damping, friction "
-                "(PEARL)", "adaptrl.tasks.locomotion:WalkerParams", "rl"),
+    FamilyEntry("walker-params", "Walker2d, random body parameters (PEARL)", "adaptrl.tasks.locomotion:WalkerParams", "rl"),
 ]}
 
 
