@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from adaptrl.cli import PlainProgress, _curve_table, _progress, listing_table, main
+from adaptrl.errors import UserError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -380,3 +381,14 @@ def test_plot_legend_has_the_band_and_integer_ticks():
     ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
     assert ticks == [0, 1, 2, 3]
     assert ax.get_xlabel() == res["axis"] and "tasks.goal_high=0.7" in ax.get_title()
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    """YAML 1.1 reads 3e-4 as a string; a float option takes it as the number it means."""
+    from adaptrl import runs
+
+    assert runs.resolve("rl2", "bandit", sets=["algo.lr=3e-4"]).algo_options.lr == 3e-4
+    assert runs.resolve("rl2", "bandit", file_data={"algo": {"lr": "1E-3"}}).algo_options.lr \
+        == 1e-3
+    with pytest.raises(UserError, match="algo.lr must be a number"):
+        runs.resolve("rl2", "bandit", sets=["algo.lr=3e-4x"])

@@ -32,6 +32,8 @@ MAX_NODES = 10_000
 MAX_SHOWN = 60
 
 
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
 def short(value: Any) -> str:
     """``repr(value)``, cut to ``MAX_SHOWN`` characters, safe for any object."""
     try:
@@ -81,6 +83,8 @@ def _check_value(name: str, value: Any, hint: Any) -> Any:
             raise UserError(f"{name} is out of range: {short(value)}")
         return value
     if hint is float:
+        if isinstance(value, str) and _EXPONENT.match(value):
+            value = float(value)  # YAML 1.1 reads 3e-4 (no dot in the mantissa) as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UserError(f"{name} must be a number, got {short(value)}")
         if isinstance(value, int) and abs(value) > 10**12:

@@ -58,7 +58,10 @@ def curve_figure(results: list[dict[str, Any]], *, title: str | None = None,
     lo, hi = min(band), max(band)
     pad = 0.08 * (hi - lo or abs(hi) or 1.0)
     ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel(first.get("axis") or first.get("unit", "").replace("_", " "))
+    # one label per distinct axis (RL²'s episodes beside MAML's gradient steps: say both)
+    axes = {r.get("axis") or r.get("unit", "").replace("_", " "): r["algo"] for r in results}
+    ax.set_xlabel(axes.popitem()[0] if len(axes) == 1 else
+                  "\n".join(f"{algo}: {axis}" for axis, algo in axes.items()))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(first.get("measure", "return"))
     changed = ", ".join(f"tasks.{k}={v}" for k, v in first.get("task_changes", {}).items())
