@@ -264,7 +264,8 @@ REGISTRY: dict[str, FamilyEntry] = {e.name: e for e in [
                 "adaptrl.tasks.locomotion:AntDir", "rl"),
     FamilyEntry("ant-goal", "Ant to a goal in a disc, radius 3 (PEARL)",
                 "adaptrl.tasks.locomotion:AntGoal", "rl"),
-    FamilyEntry("walker-params", "Walker2d, random body parameters (PEARL)", "adaptrl.tasks.locomotion:WalkerParams", "rl"),
+    FamilyEntry("walker-params", "Walker2d, random body parameters (PEARL)",
+                "adaptrl.tasks.locomotion:WalkerParams", "rl"),
 ]}
 
 
