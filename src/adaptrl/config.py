@@ -34,6 +34,7 @@ MAX_SHOWN = 60
 
 _EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
+
 def short(value: Any) -> str:
     """``repr(value)``, cut to ``MAX_SHOWN`` characters, safe for any object."""
     try:

@@ -135,10 +135,9 @@ class AntGoal(GymnasiumFamily):
 
     def sample_one(self, key: jax.Array) -> Task:
         k_r, k_a = jax.random.split(key)
-        lo, hi = self.task_range("radius")
+        (lo, hi), (a_lo, a_hi) = self.task_range("radius"), self.task_range("angle")
         u = jax.random.uniform(k_r, ())
-        angle = jax.random.uniform(k_a, (), minval=self.task_range("angle")[0],
-                                   maxval=self.task_range("angle")[1])
+        angle = jax.random.uniform(k_a, (), minval=a_lo, maxval=a_hi)
         return {"radius": jnp.sqrt(lo**2 + u * (hi**2 - lo**2)), "angle": angle}
 
     @staticmethod
