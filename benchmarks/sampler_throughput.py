@@ -2,9 +2,9 @@
 
 * **raw**: W processes, each stepping a ``SyncVectorEnv`` of E HalfCheetah-v5 environments
   with random actions (``action_space.sample()``), nothing else — the physics budget;
-* **ours**: the host sampler collecting MAML-style episodes of the CheetahVelocity family
-  (benchmarks/cheetah_tasks.py: HalfCheetah-v5 behind the Gymnasium adapter and a reward
-  wrapper) with a real policy (Gaussian MLP 100x100, one jitted call per step on all W * E
+* **ours**: the host sampler collecting MAML-style episodes of the ``cheetah-vel`` family
+  (:class:`adaptrl.tasks.locomotion.CheetahVel`: HalfCheetah-v5 behind the Gymnasium
+  adapter and a reward wrapper) with a real policy (Gaussian MLP 100x100, one jitted call per step on all W * E
   environments), W worker processes of E environments each.
 
 Both step W * E environments for the same number of steps; W runs over 1 and 2 (and the
@@ -23,12 +23,12 @@ import time
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import jax  # noqa: E402
-from cheetah_tasks import CheetahVelocity  # noqa: E402
 from common import RESULTS, command, git_commit, machine  # noqa: E402
 
 from adaptrl import policies  # noqa: E402
 from adaptrl.sampling import SamplerSettings  # noqa: E402
 from adaptrl.sampling.host import HostSampler  # noqa: E402
+from adaptrl.tasks.locomotion import CheetahVel  # noqa: E402
 
 
 def _raw_worker(envs: int, steps: int, barrier, out) -> None:
@@ -64,7 +64,7 @@ def raw(workers: int, envs: int, steps: int) -> float:
 
 
 def ours(workers: int, envs: int, steps: int) -> float:
-    family = CheetahVelocity(horizon=steps)
+    family = CheetahVel(horizon=steps)
     sampler = HostSampler(family, SamplerSettings(workers=workers))
     policy = policies.policy_for(family.observation_space, family.action_space,
                                  hidden=(100, 100))

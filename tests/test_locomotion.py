@@ -53,6 +53,16 @@ def test_cheetah_dir_reward_by_hand(index):
     assert reward == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.parametrize("name", ["cheetah-dir", "ant-dir"])
+def test_two_direction_families_score_both_directions_evenly(name):
+    fam = make_family(name)
+    for n in (1, 2, 5, 40):
+        d = np.asarray(fam.tasks("test", n)["direction"])
+        assert list(d) == [-1.0, 1.0] * (n // 2) + [-1.0] * (n % 2)
+    drawn = np.asarray(fam.tasks("train", 400, key=jax.random.PRNGKey(0))["direction"])
+    assert set(drawn) == {-1.0, 1.0} and abs(np.mean(drawn)) < 0.15  # meta-train: drawn
+
+
 def test_ant_dir_reward_by_hand():
     _, task, sim, a, vel, after, reward, terminated = _one_step("ant-dir")
     expected = float(task["direction"]) * vel[0] - 0.5 * np.sum(a**2) - _contact(sim) + 1.0

@@ -71,7 +71,9 @@ class _EnvFailure(Exception):
 class _Slot(gym.Wrapper):
     """One episode slot: starts an episode only on an explicit reset that carries the
     slot's task, and freezes once the episode has ended (no simulator step, no automatic
-    reset) until the next explicit reset. Box actions are clipped to the action space."""
+    reset) until the next explicit reset. Of the step's ``info`` it passes on only
+    ``"success"`` (all the sampler reads), so the vector environment merges no more.
+    Clipping and the finiteness check are done on the whole block (:class:`WorkerCore`)."""
 
     def __init__(self, env: gym.Env, slot: int):
         super().__init__(env)
@@ -79,6 +81,7 @@ class _Slot(gym.Wrapper):
         self.frozen = True
         self.last_obs: Any = None
         self.steps = 0  # simulator steps taken (tests check that frozen slots take none)
+        self._env_step = env.step  # bound once: this runs once per slot and step
 
     def reset(self, *, seed=None, options=None):
         if not options or "tasks" not in options:  # Gymnasium's automatic reset: ignore
@@ -96,19 +99,16 @@ class _Slot(gym.Wrapper):
     def step(self, action):
         if self.frozen:
             return self.last_obs, 0.0, True, False, {}
-        if isinstance(self.action_space, gym.spaces.Box):
-            action = np.clip(action, self.action_space.low, self.action_space.high)
         try:
-            obs, reward, terminated, truncated, info = self.env.step(action)
+            obs, reward, terminated, truncated, info = self._env_step(action)
         except Exception as e:  # noqa: BLE001 - the user's environment raised
             raise _EnvFailure(self.slot, f"step raised {type(e).__name__}: {e}") from None
         self.steps += 1
-        if not np.all(np.isfinite(obs)) or not np.isfinite(reward):
-            raise _EnvFailure(self.slot, "step returned a non-finite observation or reward")
         self.last_obs = obs
         if terminated or truncated:
             self.frozen = True
-        return obs, reward, terminated, truncated, info
+        return obs, reward, terminated, truncated, (
+            {"success": info["success"]} if "success" in info else {})
 
 
 class WorkerCore:
@@ -118,6 +118,8 @@ class WorkerCore:
     def __init__(self, family: HostFamily):
         self.family = family
         self.vec: gym.vector.SyncVectorEnv | None = None
+        space = family.action_space
+        self._clip = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
 
     def _ensure(self, n: int) -> gym.vector.SyncVectorEnv:
         if self.vec is None or self.vec.num_envs != n:
@@ -134,13 +136,21 @@ class WorkerCore:
         return np.asarray(obs, np.float32)
 
     def step(self, actions: np.ndarray):
+        """Step the block: Box actions clipped to the action space, then every slot's
+        observation and reward checked finite (a non-finite one names its slot)."""
         assert self.vec is not None
+        if self._clip is not None:
+            actions = np.clip(actions, *self._clip)
         obs, reward, terminated, truncated, info = self.vec.step(actions)
+        obs, reward = np.asarray(obs, np.float32), np.asarray(reward, np.float32)
+        finite = np.isfinite(obs.reshape(len(obs), -1)).all(axis=1) & np.isfinite(reward)
+        if not finite.all():
+            raise _EnvFailure(int(np.argmin(finite)),
+                              "step returned a non-finite observation or reward")
         success = np.asarray(info.get("success", np.zeros(len(reward))), bool)
         if "_success" in info:
             success = success & np.asarray(info["_success"], bool)
-        return (np.asarray(obs, np.float32), np.asarray(reward, np.float32),
-                np.asarray(terminated, bool), np.asarray(truncated, bool), success)
+        return obs, reward, np.asarray(terminated, bool), np.asarray(truncated, bool), success
 
     def simulator_steps(self) -> list[int]:
         return [cast(_Slot, env).steps for env in self.vec.envs] if self.vec is not None else []

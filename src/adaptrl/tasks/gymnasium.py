@@ -201,6 +201,7 @@ class TaskEnv(gym.Env):
         self.family = family
         self.observation_space = family.observation_space
         self.action_space = family.action_space
+        self._discrete = isinstance(self.action_space, gym.spaces.Discrete)
         self.env: gym.Env | None = None
         self._kwargs: dict[str, Any] | None = None
         self.task: Task | None = None
@@ -224,7 +225,7 @@ class TaskEnv(gym.Env):
 
     def step(self, action):
         assert self.env is not None and self.task is not None, "reset() first"
-        if isinstance(self.action_space, gym.spaces.Discrete):
+        if self._discrete:
             action = int(action)
         obs, reward, terminated, truncated, info = self.env.step(action)
         obs = np.asarray(obs, np.float32)
