@@ -532,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="meta-train MAML on point-nav and show adaptation")
     d.add_argument("--out", default="runs/demo", help="run directory")
-    d.add_argument("--iterations", type=int, default=50, help="meta-iterations")
+    d.add_argument("--iterations", type=int, default=40, help="meta-iterations")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=cmd_demo)
     return p
