@@ -143,6 +143,13 @@ def test_an_environment_that_raises_is_one_line_naming_the_task():
     assert "RuntimeError: the simulator exploded" in msg
 
 
+def test_a_non_finite_reward_is_one_line_naming_the_task():
+    # 100 * 1e37 overflows float32: the batch the sampler would learn from is not finite
+    with pytest.raises(SamplerError, match=r"^task 0 \(.*\): step returned a non-finite "
+                                           r"observation or reward$"):
+        _collect_one(Ticks(bonus=(1e37, 1e37)))
+
+
 def test_a_worker_that_dies_is_one_line_naming_its_tasks():
     with pytest.raises(SamplerError, match=r"worker 0 stepping task 0: its worker process "
                                            r"died \(exit code 3\)"):
