@@ -113,35 +113,39 @@ class _Slot(gym.Wrapper):
 
 class WorkerCore:
     """What a worker does, whatever carries its messages (a pipe or a Ray actor): keep a
-    vector environment of its block of slots and reset or step it on request."""
+    vector environment of its block of each slot group and reset or step it on request."""
 
     def __init__(self, family: HostFamily):
         self.family = family
-        self.vec: gym.vector.SyncVectorEnv | None = None
+        self.vecs: dict[int, gym.vector.SyncVectorEnv] = {}  # by slot group
         space = family.action_space
         self._clip = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
 
-    def _ensure(self, n: int) -> gym.vector.SyncVectorEnv:
-        if self.vec is None or self.vec.num_envs != n:
-            if self.vec is not None:
-                self.vec.close()
+    def _ensure(self, group: int, n: int) -> gym.vector.SyncVectorEnv:
+        vec = self.vecs.get(group)
+        if vec is None or vec.num_envs != n:
+            if vec is not None:
+                vec.close()
             fns = [functools.partial(_make_slot, self.family, i) for i in range(n)]
-            self.vec = gym.vector.SyncVectorEnv(
+            vec = self.vecs[group] = gym.vector.SyncVectorEnv(
                 fns, copy=False, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
-        return self.vec
+        return vec
 
-    def reset(self, tasks: list[dict[str, np.ndarray]], seeds: list[int]) -> np.ndarray:
-        vec = self._ensure(len(tasks))
+    def reset(self, group: int, tasks: list[dict[str, np.ndarray]],
+              seeds: list[int]) -> np.ndarray:
+        vec = self._ensure(group, len(tasks))
         obs, _ = vec.reset(seed=list[int | None](seeds), options={"tasks": tasks})
         return np.asarray(obs, np.float32)
 
-    def step(self, actions: np.ndarray):
-        """Step the block: Box actions clipped to the action space, then every slot's
-        observation and reward checked finite (a non-finite one names its slot)."""
-        assert self.vec is not None
+    def step(self, group: int, actions: np.ndarray, then_reset: tuple | None = None):
+        """Step the group's block: Box actions clipped to the action space, then every
+        slot's observation and reward checked finite (a non-finite one names its slot).
+        With ``then_reset = (tasks, seeds)`` the block is reset after the step and the
+        reset's observations are returned (an RL² trial's next episode)."""
+        vec = self.vecs[group]
         if self._clip is not None:
             actions = np.clip(actions, *self._clip)
-        obs, reward, terminated, truncated, info = self.vec.step(actions)
+        obs, reward, terminated, truncated, info = vec.step(actions)
         obs, reward = np.asarray(obs, np.float32), np.asarray(reward, np.float32)
         finite = np.isfinite(obs.reshape(len(obs), -1)).all(axis=1) & np.isfinite(reward)
         if not finite.all():
@@ -150,15 +154,17 @@ class WorkerCore:
         success = np.asarray(info.get("success", np.zeros(len(reward))), bool)
         if "_success" in info:
             success = success & np.asarray(info["_success"], bool)
+        if then_reset is not None:
+            obs = self.reset(group, *then_reset)
         return obs, reward, np.asarray(terminated, bool), np.asarray(truncated, bool), success
 
-    def simulator_steps(self) -> list[int]:
-        return [cast(_Slot, env).steps for env in self.vec.envs] if self.vec is not None else []
+    def simulator_steps(self) -> dict[int, list[int]]:
+        return {g: [cast(_Slot, env).steps for env in vec.envs] for g, vec in self.vecs.items()}
 
     def close(self) -> None:
-        if self.vec is not None:
-            self.vec.close()
-            self.vec = None
+        for vec in self.vecs.values():
+            vec.close()
+        self.vecs = {}
 
     def call(self, command: str, payload: tuple):
         """Run one command; environment failures come back as ``("env_error", ...)``."""
@@ -229,16 +235,20 @@ class _ProcessPool:
     def __len__(self) -> int:
         return len(self.procs)
 
-    def request(self, calls: list[tuple[str, tuple]], describe) -> list[Any]:
-        """Send ``calls[i]`` to worker ``i`` (all first, then wait for all)."""
+    def send(self, calls: list[tuple[str, tuple]], describe) -> None:
+        """Send ``calls[i]`` to worker ``i``; the replies come, in order, from
+        :meth:`receive` (a pipe delivers a worker's replies in the order of its calls)."""
         for w, (conn, call) in enumerate(zip(self.conns, calls, strict=False)):
             try:
                 conn.send(call)
             except (BrokenPipeError, OSError):
                 raise SamplerError(f"{describe(w)}: its worker process is gone "
                                    f"(exit code {self.procs[w].exitcode})") from None
+
+    def receive(self, sent: None, n: int, describe) -> list[Any]:
+        """The replies of workers ``0..n-1`` to their oldest unanswered calls."""
         replies = []
-        for w in range(len(calls)):
+        for w in range(n):
             conn, proc = self.conns[w], self.procs[w]
             waited = 0.0
             while not conn.poll(0.05):
@@ -341,7 +351,14 @@ def _remember(action_space, alive, h_new, h, action, reward, ended, prev_action,
 class HostSampler(Sampler):
     """Collects episodes and trials of a :class:`~adaptrl.tasks.base.HostFamily` in worker
     processes (``settings.workers``, default one per core) or on a Ray cluster
-    (``settings.ray``). Workers start on the first collection and are reused."""
+    (``settings.ray``). Workers start on the first collection and are reused.
+
+    The tasks of a collection are split into two halves, each a *slot group* spread over
+    all workers, and the two are stepped in a pipeline: while the workers step one
+    group's physics, the main process computes the other group's actions (and records its
+    step), so neither the policy call nor the pipe's round trip leaves the workers idle.
+    The split depends only on the number of tasks, never on the workers, so the same seed
+    gives the same arrays for any number of them."""
 
     jittable = False
 
@@ -349,7 +366,7 @@ class HostSampler(Sampler):
         self.family = family
         self.settings = settings or SamplerSettings()
         self._pool: Any = None
-        self._blocks: list[np.ndarray] = []
+        self._blocks: list[list[np.ndarray]] = []  # [group][worker]: global slot indices
         self._plan_episodes = jax.jit(_episode_plan, static_argnums=(1, 2))
         self._plan_trials = jax.jit(_trial_plan, static_argnums=(1,))
         self._act_episodes = jax.jit(_act_episodes, static_argnums=(0, 1))
@@ -360,9 +377,16 @@ class HostSampler(Sampler):
     def num_workers(self) -> int:
         return self.settings.workers or os.cpu_count() or 1
 
-    def _start(self, slots: int) -> None:
-        """Workers for ``slots`` environment slots (restarted if their number changes)."""
-        n = max(1, min(self.num_workers(), slots))
+    @staticmethod
+    def _task_groups(n: int) -> list[slice]:
+        """The tasks of each slot group: two halves (one group for a single task)."""
+        return [slice(0, n)] if n < 2 else [slice(0, n // 2), slice(n // 2, n)]
+
+    def _start(self, groups: list[slice], per_task: int) -> None:
+        """Workers for the slot groups of ``groups`` (task ranges, ``per_task`` slots
+        each), restarted if their number changes."""
+        sizes = [(g.stop - g.start) * per_task for g in groups]
+        n = max(1, min(self.num_workers(), *sizes))
         if self._pool is None or len(self._pool) != n:
             self.close()
             if self.settings.ray:
@@ -371,15 +395,17 @@ class HostSampler(Sampler):
                 self._pool = RayPool(self.family, n, self.settings.ray, self.settings.timeout)
             else:
                 self._pool = _ProcessPool(self.family, n, self.settings.timeout)
-        self._blocks = np.array_split(np.arange(slots), n)
+        self._blocks = [np.array_split(np.arange(g.start * per_task, g.stop * per_task), n)
+                        for g in groups]
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
 
-    def _request(self, command: str, per_worker: list[tuple], tasks: list[dict],
-                 per_task: int) -> list[Any]:
+    def _describers(self, group: int, tasks: list[dict], per_task: int):
+        blocks = self._blocks[group]
+
         def task_name(slot: int) -> str:
             i = slot // per_task
             params = ", ".join(f"{k}={float(np.asarray(v).reshape(-1)[0]):.4g}"
@@ -388,13 +414,26 @@ class HostSampler(Sampler):
             return f"task {i} ({params})" if params else f"task {i}"
 
         def describe(w: int) -> str:
-            block = self._blocks[w]
+            block = blocks[w]
             first, last = int(block[0]) // per_task, int(block[-1]) // per_task
             where = f"task {first}" if first == last else f"tasks {first}-{last}"
             return f"{getattr(self.family, 'env_id', 'host')} worker {w} stepping {where}"
 
+        return task_name, describe
+
+    def _send(self, group: int, command: str, per_worker: list[tuple], tasks: list[dict],
+              per_task: int) -> Any:
+        _, describe = self._describers(group, tasks, per_task)
         try:
-            replies = self._pool.request([(command, p) for p in per_worker], describe)
+            return self._pool.send([(command, (group, *p)) for p in per_worker], describe)
+        except SamplerError:
+            self.close()
+            raise
+
+    def _receive(self, group: int, sent: Any, tasks: list[dict], per_task: int) -> list[Any]:
+        task_name, describe = self._describers(group, tasks, per_task)
+        try:
+            replies = self._pool.receive(sent, len(self._blocks[group]), describe)
         except SamplerError:
             self.close()
             raise
@@ -403,26 +442,49 @@ class HostSampler(Sampler):
             if status == "env_error":
                 slot, message = value
                 self.close()
-                raise SamplerError(f"{task_name(int(self._blocks[w][slot]))}: {message}")
+                raise SamplerError(f"{task_name(int(self._blocks[group][w][slot]))}: {message}")
             if status == "error":
                 self.close()
                 raise SamplerError(f"{describe(w)}: {value}")
             out.append(value)
         return out
 
-    def _reset(self, tasks: list[dict], seeds: np.ndarray, per_task: int) -> np.ndarray:
-        calls = [([tasks[i] for i in b], [int(seeds[i]) for i in b]) for b in self._blocks]
-        return np.concatenate(self._request("reset", calls, tasks, per_task))
+    def _reset_calls(self, group: int, tasks: list[dict], seeds: np.ndarray) -> list[tuple]:
+        return [([tasks[i] for i in b], [int(seeds[i]) for i in b])
+                for b in self._blocks[group]]
 
-    def _step(self, actions: np.ndarray, tasks: list[dict], per_task: int):
-        calls = [(actions[b],) for b in self._blocks]
-        parts = self._request("step", calls, tasks, per_task)
+    def _reset(self, group: int, tasks: list[dict], seeds: np.ndarray,
+               per_task: int) -> np.ndarray:
+        calls = self._reset_calls(group, tasks, seeds)
+        sent = self._send(group, "reset", calls, tasks, per_task)
+        return np.concatenate(self._receive(group, sent, tasks, per_task))
+
+    def _send_step(self, group: int, actions: np.ndarray, tasks: list[dict], per_task: int,
+                   reset_seeds: np.ndarray | None = None) -> Any:
+        """Start one step of ``group`` (``actions`` for its slots, in order); with
+        ``reset_seeds`` (for every slot of the collection) its block is reset after it."""
+        first = int(self._blocks[group][0][0])
+        calls = []
+        for b, reset in zip(self._blocks[group], self._reset_calls(group, tasks, reset_seeds)
+                            if reset_seeds is not None else [None] * len(self._blocks[group]),
+                            strict=True):
+            calls.append((actions[b - first], reset))
+        return self._send(group, "step", calls, tasks, per_task)
+
+    def _receive_step(self, group: int, sent: Any, tasks: list[dict], per_task: int):
+        parts = self._receive(group, sent, tasks, per_task)
         return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
 
     def simulator_steps(self) -> np.ndarray:
         """Simulator steps taken by every slot's environment so far (a test aid)."""
-        calls = [() for _ in self._blocks]
-        return np.concatenate(self._request("simulator_steps", calls, [{}] * 10**6, 1))
+        calls = [("simulator_steps", ()) for _ in self._blocks[0]]
+        per_worker = [v for _, v in self._pool.receive(self._pool.send(calls, str),
+                                                       len(calls), str)]
+        steps = np.zeros(sum(len(b) for blocks in self._blocks for b in blocks), int)
+        for g, blocks in enumerate(self._blocks):
+            for w, b in enumerate(blocks):
+                steps[b] = per_worker[w][g]
+        return steps
 
     @staticmethod
     def _task_list(tasks: Any, repeat: int) -> list[dict[str, np.ndarray]]:
@@ -434,33 +496,53 @@ class HostSampler(Sampler):
     # ---- MAML: episodes under per-task parameters ---------------------------------------
     def episodes(self, policy, params, tasks, *, keys, num, per_task=True):
         n = int(keys.shape[0])
-        T, M = self.family.horizon, n * num
+        T = self.family.horizon
         seeds, act_keys = self._plan_episodes(keys, num, T)
-        seeds, act_keys = np.asarray(seeds).reshape(M), np.asarray(act_keys)  # host slicing
+        seeds, act_keys = np.asarray(seeds).reshape(n * num), np.asarray(act_keys)
         slot_tasks = self._task_list(tasks, num)
-        self._start(M)
-        obs = self._reset(slot_tasks, seeds, num)
-        alive = np.ones(M, bool)
-        rec: dict[str, list[np.ndarray]] = {k: [] for k in Trajectory._fields}
-        for t in range(T):
+        groups = self._task_groups(n)
+        self._start(groups, num)
+        obs = [self._reset(g, slot_tasks, seeds, num) for g in range(len(groups))]
+        group_params = [jax.tree.map(lambda x, s=s: x[s], params) if per_task else params
+                        for s in groups]
+        alive = [np.ones((s.stop - s.start) * num, bool) for s in groups]
+        rec = [{k: [] for k in Trajectory._fields} for _ in groups]
+        sent: list[Any] = [None] * len(groups)
+
+        def act(g: int, t: int) -> None:
+            m, s = len(alive[g]), groups[g]
             action, log_prob = self._act_episodes(
-                policy, per_task, params, jnp.asarray(obs.reshape(n, num, -1)), act_keys[:, :, t])
-            action, log_prob = np.asarray(action), np.asarray(log_prob)
-            flat_action = action.reshape(M, *action.shape[2:])
-            next_obs, reward, terminated, truncated, success = self._step(
-                flat_action, slot_tasks, num)
-            rec["obs"].append(obs)
-            rec["action"].append(flat_action)
-            rec["reward"].append(np.where(alive, reward, 0.0).astype(np.float32))
-            rec["done"].append(terminated | ~alive)  # a time limit is not terminal
-            rec["mask"].append(alive.astype(np.float32))
-            rec["log_prob"].append(log_prob.reshape(M))
-            rec["success"].append(success & alive)
-            rec["t"].append(np.full(M, t, np.int32))
-            alive = alive & ~(terminated | truncated)
-            obs = next_obs
-        return Trajectory(**{k: jnp.asarray(np.stack(v, 1).reshape(n, num, T, *v[0].shape[1:]))
-                             for k, v in rec.items()})
+                policy, per_task, group_params[g], jnp.asarray(obs[g].reshape(
+                    s.stop - s.start, num, -1)), act_keys[s, :, t])
+            flat_action = np.asarray(action).reshape(m, *action.shape[2:])
+            sent[g] = self._send_step(g, flat_action, slot_tasks, num)
+            r = rec[g]
+            r["obs"].append(obs[g])
+            r["action"].append(flat_action)
+            r["log_prob"].append(np.asarray(log_prob).reshape(m))
+            r["mask"].append(alive[g].astype(np.float32))
+            r["t"].append(np.full(m, t, np.int32))
+
+        def observe(g: int) -> None:
+            next_obs, reward, terminated, truncated, success = self._receive_step(
+                g, sent[g], slot_tasks, num)
+            r, a = rec[g], alive[g]
+            r["reward"].append(np.where(a, reward, 0.0).astype(np.float32))
+            r["done"].append(terminated | ~a)  # a time limit is not terminal
+            r["success"].append(success & a)
+            alive[g] = a & ~(terminated | truncated)
+            obs[g] = next_obs
+
+        for t in range(T):
+            for g in range(len(groups)):
+                if t:
+                    observe(g)
+                act(g, t)
+        for g in range(len(groups)):
+            observe(g)
+        return Trajectory(**{k: jnp.asarray(np.concatenate(
+            [np.stack(r[k], 1).reshape(s.stop - s.start, num, T, *r[k][0].shape[1:])
+             for r, s in zip(rec, groups, strict=True)])) for k in Trajectory._fields})
 
     # ---- RL²: trials with the recurrent state kept across episodes -----------------------
     def trials(self, policy, params, tasks, *, keys, episodes, greedy=False):
@@ -471,36 +553,63 @@ class HostSampler(Sampler):
         context = None
         if getattr(policy, "context_dim", 0):
             context = jax.vmap(self.family.task_features)(tasks)
-        h = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), policy.initial_carry())
-        prev = [jnp.broadcast_to(x, (n, *x.shape))
-                for x in trial_rules.initial_inputs(self.family)]
-        self._start(n)
-        obs = self._reset(slot_tasks, first_seed, 1)
-        alive = np.ones(n, bool)
-        rec: dict[str, list[np.ndarray]] = {k: [] for k in Trial._fields}
-        for s in range(S):
+        groups = self._task_groups(n)
+        self._start(groups, 1)
+        h, prev = [], []
+        for s in groups:
+            m = s.stop - s.start
+            h.append(jax.tree.map(lambda x, m=m: jnp.broadcast_to(x, (m, *x.shape)),
+                                  policy.initial_carry()))
+            prev.append([jnp.broadcast_to(x, (m, *x.shape))
+                         for x in trial_rules.initial_inputs(self.family)])
+        obs = [self._reset(g, slot_tasks, first_seed, 1) for g in range(len(groups))]
+        alive = [np.ones(s.stop - s.start, bool) for s in groups]
+        rec = [{k: [] for k in Trial._fields} for _ in groups]
+        sent: list[Any] = [None] * len(groups)
+        pending: list[Any] = [None] * len(groups)  # (new memory, action) of the step sent
+
+        def act(g: int, step: int) -> None:
+            sl = groups[g]
             x, h_new, action, log_prob, value = self._act_trials(
-                policy, greedy, params, h, jnp.asarray(obs), *prev, act_keys[:, s], context)
+                policy, greedy, params, h[g], jnp.asarray(obs[g]), *prev[g],
+                act_keys[sl, step], None if context is None else context[sl])
             np_action = np.asarray(action)
-            next_obs, reward, terminated, truncated, success = self._step(
-                np_action, slot_tasks, 1)
-            end_of_episode = (s % T) + 1 == T
-            ended = (terminated | truncated | end_of_episode) & alive
-            rec["inputs"].append(np.asarray(x))
-            rec["action"].append(np_action)
-            rec["reward"].append(np.where(alive, reward, 0.0).astype(np.float32))
-            rec["done"].append(ended)
-            rec["mask"].append(alive.astype(np.float32))
-            rec["log_prob"].append(np.asarray(log_prob))
-            rec["value"].append(np.asarray(value))
-            rec["success"].append(success & alive)
-            h, *prev = self._remember(jnp.asarray(alive), h_new, h, action, jnp.asarray(reward),
-                                      jnp.asarray(ended), *prev)
-            if end_of_episode:
-                if s + 1 < S:  # the next episode of the same task, explicitly seeded
-                    obs = self._reset(slot_tasks, reset_seeds[:, s], 1)
-                alive = np.ones(n, bool)
+            last = (step % T) + 1 == T and step + 1 < S  # the next episode of the same task
+            sent[g] = self._send_step(g, np_action, slot_tasks, 1,
+                                      reset_seeds[:, step] if last else None)
+            pending[g] = (h_new, action)
+            r = rec[g]
+            r["inputs"].append(np.asarray(x))
+            r["action"].append(np_action)
+            r["mask"].append(alive[g].astype(np.float32))
+            r["log_prob"].append(np.asarray(log_prob))
+            r["value"].append(np.asarray(value))
+
+        def observe(g: int, step: int) -> None:
+            next_obs, reward, terminated, truncated, success = self._receive_step(
+                g, sent[g], slot_tasks, 1)
+            end_of_episode = (step % T) + 1 == T
+            a = alive[g]
+            ended = (terminated | truncated | end_of_episode) & a
+            r = rec[g]
+            r["reward"].append(np.where(a, reward, 0.0).astype(np.float32))
+            r["done"].append(ended)
+            r["success"].append(success & a)
+            h_new, action = pending[g]
+            h[g], *prev[g] = self._remember(jnp.asarray(a), h_new, h[g], action,
+                                            jnp.asarray(reward), jnp.asarray(ended), *prev[g])
+            if end_of_episode:  # next_obs is the reset of the next episode (if any)
+                obs[g], alive[g] = next_obs, np.ones_like(a)
             else:
-                obs = np.where(alive[:, None], next_obs, obs)
-                alive = alive & ~(terminated | truncated)
-        return Trial(**{k: jnp.asarray(np.stack(v, 1)) for k, v in rec.items()})
+                obs[g] = np.where(a[:, None], next_obs, obs[g])
+                alive[g] = a & ~(terminated | truncated)
+
+        for step in range(S):
+            for g in range(len(groups)):
+                if step:
+                    observe(g, step - 1)
+                act(g, step)
+        for g in range(len(groups)):
+            observe(g, S - 1)
+        return Trial(**{k: jnp.asarray(np.concatenate([np.stack(r[k], 1) for r in rec]))
+                        for k in Trial._fields})

@@ -71,11 +71,15 @@ class RayPool:
     def __len__(self) -> int:
         return len(self.actors)
 
-    def request(self, calls: list[tuple[str, tuple]], describe) -> list[Any]:
+    def send(self, calls: list[tuple[str, tuple]], describe) -> list[Any]:
+        """Start ``calls[i]`` on actor ``i``; :meth:`receive` waits for the replies (an
+        actor runs its calls in the order they were made)."""
+        return [a.call.remote(*call) for a, call in zip(self.actors, calls, strict=False)]
+
+    def receive(self, sent: list[Any], n: int, describe) -> list[Any]:
         ray = self.ray
-        refs = [a.call.remote(*call) for a, call in zip(self.actors, calls, strict=False)]
         replies = []
-        for w, ref in enumerate(refs):
+        for w, ref in enumerate(sent[:n]):
             try:
                 replies.append(ray.get(ref, timeout=self.timeout))
             except ray.exceptions.GetTimeoutError:
