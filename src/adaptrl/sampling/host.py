@@ -2,11 +2,13 @@
 (or Ray actors), the policy in one jitted call per step on the whole batch.
 
 Layout. Every episode (MAML) or trial (RL²) of a collection has its own environment
-*slot*; the slots are split into contiguous blocks, one per worker, and each worker steps
-its block as one Gymnasium vector environment (``SyncVectorEnv``). All slots advance in
-lock step, so each step is: one jitted policy call on ``[slots, obs_dim]``, one message to
-every worker, one reply from each. The arrays that come back have exactly the layout and
-masking of the jitted samplers (:mod:`adaptrl.sampling.rollout`,
+*slot*. The tasks are split into two halves, the *slot groups*; each group's slots are
+split into contiguous blocks, one per worker, and each worker steps its block of each group
+as one Gymnasium vector environment (``SyncVectorEnv``). The two groups are pipelined: the
+main process sends one group's actions, computes the other group's actions while the
+workers step the first (one jitted policy call per group and step), and so on, so the
+workers' physics never waits for the policy. The arrays that come back have exactly the
+layout and masking of the jitted samplers (:mod:`adaptrl.sampling.rollout`,
 :mod:`adaptrl.sampling.trials`).
 
 Autoreset, explicitly. Gymnasium 1.x vector environments reset a finished sub-environment
