@@ -65,6 +65,10 @@ except Exception:
 """
 
 
+#: every test that starts a Ray cluster runs in the same test process (pytest-xdist)
+pytestmark = pytest.mark.xdist_group("ray")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     from ray._private import services
