@@ -137,7 +137,8 @@ class PEARLConfig:
 # 500 iterations, 5 tasks collected per iteration, 400 prior + 600 posterior steps (2 + 3
 # episodes of 200), 2000 initial steps (10 episodes) per task, reward scale 5, latent 5.
 # point-nav is MAML's family, not the authors' point robot: these are our settings
-# (docs/results/pearl_point_nav.md), with the authors' 80 training tasks.
+# (docs/results/pearl_point_nav.md): 40 training goals, 20-step episodes, the authors'
+# reward scale of their point robot (100), small networks and 50 gradient steps per iteration.
 _LOCOMOTION = {"iterations": 500, "initial_episodes": 10, "prior_episodes": 2,
                "posterior_episodes": 3}
 PAPER: dict[str, dict[str, Any]] = {
@@ -148,11 +149,11 @@ PAPER: dict[str, dict[str, Any]] = {
     "walker-params": {**_LOCOMOTION, "train_steps": 4000, "meta_batch": 10,
                       "context_batch": 100, "next_obs_in_context": True,
                       "tasks": {"train_pool": 40}},
-    "point-nav": {"iterations": 60, "hidden": (64, 64), "encoder_hidden": (64, 64),
-                  "initial_episodes": 4, "prior_episodes": 1, "posterior_episodes": 1,
-                  "train_steps": 100, "meta_batch": 8, "batch_size": 128,
-                  "context_batch": 64, "buffer_size": 4000, "lr": 1e-3,
-                  "reward_scale": 100.0, "tasks": {"train_pool": 80, "horizon": 20}},
+    "point-nav": {"iterations": 60, "hidden": (32, 32), "encoder_hidden": (32,),
+                  "latent_dim": 2, "initial_episodes": 2, "prior_episodes": 1,
+                  "posterior_episodes": 1, "train_steps": 50, "meta_batch": 8,
+                  "batch_size": 64, "context_batch": 32, "buffer_size": 400, "lr": 3e-3,
+                  "reward_scale": 100.0, "tasks": {"train_pool": 40, "horizon": 20}},
 }
 
 
