@@ -212,16 +212,11 @@ class PEARL(Algorithm):
     default_iterations = 500
 
     def __init__(self, config: PEARLConfig, family, *, sampler=None):
+        self.check_new_run(config, family)
         super().__init__(config, family, sampler=sampler)
-        space = family.action_space
-        if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
-            raise UserError(f"pearl needs a continuous (Box) action space, not {space}")
-        if not family.train_pool:
-            raise UserError("pearl learns from a fixed pool of training tasks: set "
-                            "--set tasks.train_pool=N (e.g. 100)")
         c = config
         self.obs_dim = gym.spaces.flatdim(family.observation_space)
-        self.action_dim = int(space.shape[0])
+        self.action_dim = int(family.action_space.shape[0])
         self.context_dim = self.obs_dim * (1 + c.next_obs_in_context) + self.action_dim + 1
         self.encoder = MLP(c.encoder_hidden, 2 * c.latent_dim if c.information_bottleneck
                            else c.latent_dim)
@@ -229,20 +224,31 @@ class PEARL(Algorithm):
         self.q_net, self.v_net = MLP(c.hidden, 1), MLP(c.hidden, 1)
         self.optimizer = optax.adam(c.lr)
         self.pool = family.pool()
-        horizon = family.horizon
-        self.enc_capacity = max(c.initial_episodes, c.prior_episodes) * horizon
-        most = max(c.initial_episodes, c.prior_episodes, c.posterior_episodes) * horizon
+        self.enc_capacity = max(c.initial_episodes, c.prior_episodes) * family.horizon
+        # phases jitted on their own for host samplers (inlined when the update is jitted)
+        self._store = jax.jit(self._store_episodes, static_argnames=("encoder",))
+        self._posterior_z = jax.jit(self._sample_posterior_z, static_argnums=(3,))
+        self._learn = jax.jit(self._learn_from_buffers)
+        self._infer = jax.jit(self._infer_from_episodes)
+
+    @classmethod
+    def check_new_run(cls, config: PEARLConfig, family) -> None:
+        if family.kind != "rl":
+            return  # the base class refuses it
+        space = family.action_space
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+            raise UserError(f"pearl needs a continuous (Box) action space, not {space}")
+        if not family.train_pool:
+            raise UserError("pearl learns from a fixed pool of training tasks: set "
+                            "--set tasks.train_pool=N (e.g. 100)")
+        c = config
+        most = max(c.initial_episodes, c.prior_episodes, c.posterior_episodes) * family.horizon
         if c.buffer_size < most:
             raise UserError(f"pearl: algo.buffer_size={c.buffer_size} is below the {most} "
                             "transitions that one collection adds to a task")
         if c.tasks_per_iteration > family.train_pool:
             raise UserError(f"pearl: algo.tasks_per_iteration={c.tasks_per_iteration} is "
                             f"more than the {family.train_pool} training tasks")
-        # phases jitted on their own for host samplers (inlined when the update is jitted)
-        self._store = jax.jit(self._store_episodes, static_argnames=("encoder",))
-        self._posterior_z = jax.jit(self._sample_posterior_z, static_argnums=(3,))
-        self._learn = jax.jit(self._learn_from_buffers)
-        self._infer = jax.jit(self._infer_from_episodes)
 
     @property
     def default_eval_steps(self) -> int:
