@@ -72,6 +72,8 @@ class Budget:
 def steps_per_iteration(config) -> int:
     """Environment steps that one meta-iteration of ``config`` samples."""
     a, horizon = config.algo_options, config.task_options.horizon
+    if config.algo == "pearl":  # not constant (its first iteration collects more): the run
+        return 0  # counts its own steps, its ``env_steps`` metric (see train_in_turns)
     if config.algo == "rl2":
         return a.trials_per_iteration * a.trial_episodes * horizon
     return (a.inner_steps + 1) * a.meta_batch_size * a.episodes_per_task * horizon
@@ -116,6 +118,10 @@ def train_in_turns(name: str, configs: list, *, chunk: int, minutes: float, log=
                    budget.spent() or current[0] >= stop_at)
         ledger.add(run_dir.name, time.perf_counter() - t0, _done(run_dir) - start,
                    steps_per_iteration(config))
+        rows = runs.read_metrics(run_dir)
+        if rows and "env_steps" in rows[-1]:  # a run that counts its steps itself
+            ledger.seeds[run_dir.name]["env_steps"] = int(rows[-1]["env_steps"])
+            ledger.save()
     return dirs, ledger
 
 

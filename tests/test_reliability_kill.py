@@ -40,11 +40,17 @@ SETTINGS = {
     "rl2": ("bandit", ["algo.trials_per_iteration=2", "algo.minibatches=1",
                        "algo.trial_episodes=6", "algo.hidden=8",
                        "algo.ppo_epochs=1"]),
+    # the replay buffers are in the checkpoint: a resumed run samples from the same data
+    "pearl": ("point-nav", ["tasks.horizon=5", "tasks.train_pool=4", "algo.hidden=[8]",
+                            "algo.encoder_hidden=[8]", "algo.latent_dim=2", "algo.train_steps=2",
+                            "algo.meta_batch=2", "algo.batch_size=4", "algo.context_batch=4",
+                            "algo.tasks_per_iteration=2", "algo.initial_episodes=1",
+                            "algo.buffer_size=20"]),
 }
 #: kills planned per algorithm. The test demands >= 20 delivered; a chain ends early when a
 #: resumed run finishes its last iterations inside the random pause before a kill (a timing
-#: race under load), so 24 are planned to keep that demand without flaking.
-KILLS = {"maml-vpg": 6, "maml-trpo": 6, "maml-ppo": 6, "rl2": 6}
+#: race under load), so 6 per algorithm are planned to keep that demand without flaking.
+KILLS = {"maml-vpg": 6, "maml-trpo": 6, "maml-ppo": 6, "rl2": 6, "pearl": 6}
 
 
 def subprocess_env(cache: Path) -> dict[str, str]:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from adaptrl.errors import UserError
+from adaptrl.ops.sac import tanh_gaussian_log_prob
 
 
 class MLP(nn.Module):
@@ -42,6 +43,13 @@ class Categorical(NamedTuple):
     logits: jax.Array  # [..., k]
 
 
+class TanhGaussian(NamedTuple):
+    """``a = tanh(u)``, ``u ~ N(mean, exp(log_std)²)``: SAC's squashed policy (PEARL)."""
+
+    mean: jax.Array  # [..., d] of the pre-squash Gaussian
+    log_std: jax.Array  # [..., d]
+
+
 Distribution = Gaussian | Categorical
 
 
@@ -61,8 +69,11 @@ def _with_log_std(net_params, discrete: bool, action_dim: int, init_log_std: flo
     return params
 
 
-def log_prob(dist: Distribution, action: jax.Array) -> jax.Array:
+def log_prob(dist: Distribution | TanhGaussian, action: jax.Array) -> jax.Array:
     """log π(a|s), summed over action dimensions."""
+    if isinstance(dist, TanhGaussian):  # u = atanh(a), a kept inside (-1, 1)
+        u = jnp.arctanh(jnp.clip(action, -1.0 + 1e-6, 1.0 - 1e-6))
+        return tanh_gaussian_log_prob(u, dist.mean, dist.log_std)
     if isinstance(dist, Gaussian):
         z = (action - dist.mean) * jnp.exp(-dist.log_std)
         return jnp.sum(-0.5 * z**2 - dist.log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
@@ -70,14 +81,20 @@ def log_prob(dist: Distribution, action: jax.Array) -> jax.Array:
     return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
-def sample(dist: Distribution, *, key: jax.Array) -> jax.Array:
+def sample(dist: Distribution | TanhGaussian, *, key: jax.Array) -> jax.Array:
+    if isinstance(dist, TanhGaussian):
+        noise = jax.random.normal(key, dist.mean.shape)
+        return jnp.tanh(dist.mean + jnp.exp(dist.log_std) * noise)
     if isinstance(dist, Gaussian):
         noise = jax.random.normal(key, dist.mean.shape)
         return dist.mean + jnp.exp(dist.log_std) * noise
     return jax.random.categorical(key, dist.logits)
 
 
-def mode(dist: Distribution) -> jax.Array:
+def mode(dist: Distribution | TanhGaussian) -> jax.Array:
+    """The most likely action; for a tanh-Gaussian its squashed mean, SAC's test-time action."""
+    if isinstance(dist, TanhGaussian):
+        return jnp.tanh(dist.mean)
     return dist.mean if isinstance(dist, Gaussian) else jnp.argmax(dist.logits, axis=-1)
 
 

@@ -148,6 +148,8 @@ REGISTRY: dict[str, AlgorithmEntry] = {e.name: e for e in [
                    ("rl", "regression"), {"outer": "vpg"}),
     AlgorithmEntry("rl2", "RL² (Duan et al. 2016): PPO over trials", "adaptrl.algos.rl2:RL2",
                    ("rl",)),
+    AlgorithmEntry("pearl", "PEARL (Rakelly et al. 2019): SAC with a probabilistic context",
+                   "adaptrl.algos.pearl:PEARL", ("rl",)),
 ]}
 
 
