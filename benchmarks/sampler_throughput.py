@@ -8,9 +8,12 @@
   environments), W worker processes of E environments each.
 
 Both step W * E environments for the same number of steps; W runs over 1 and 2 (and the
-core count). Overhead = 1 - ours / raw. Writes docs/results/sampler_throughput.md.
+core count). Overhead = 1 - ours / raw. With ``--before REV`` the sampler of git revision
+REV is measured too, in the same run (a subprocess importing that revision's code), so a
+change to the sampler shows before and after. Writes docs/results/sampler_throughput.md.
 
-    MUJOCO_GL=egl python benchmarks/sampler_throughput.py --envs-per-worker 32 --steps 200
+    MUJOCO_GL=egl python benchmarks/sampler_throughput.py --envs-per-worker 64 --steps 200 \
+        --workers 1 2 --before 5a050e7
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import jax  # noqa: E402
-from common import RESULTS, command, git_commit, machine  # noqa: E402
+from common import RESULTS, ROOT, command, git_commit, machine  # noqa: E402
 
 from adaptrl import policies  # noqa: E402
 from adaptrl.sampling import SamplerSettings  # noqa: E402
@@ -83,34 +89,61 @@ def ours(workers: int, envs: int, steps: int) -> float:
     return workers * envs * steps / wall
 
 
+def before(src: str, workers: int, envs: int, steps: int) -> float:
+    """Our sampler's steps/s with the code of another revision (its ``src`` on PYTHONPATH)."""
+    out = subprocess.run([sys.executable, __file__, "--ours-only", "--workers", str(workers),
+                          "--envs-per-worker", str(envs), "--steps", str(steps)],
+                         env=dict(os.environ, PYTHONPATH=src), capture_output=True, text=True,
+                         check=True).stdout
+    return float(out.split()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--envs-per-worker", type=int, default=32)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--workers", type=int, nargs="*", default=None)
+    p.add_argument("--before", help="git revision whose sampler to measure too")
+    p.add_argument("--ours-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     counts = args.workers or sorted({1, 2, os.cpu_count() or 1})
+    if args.ours_only:
+        print(ours(counts[0], args.envs_per_worker, args.steps))
+        return
+    old_src = None
+    if args.before:
+        tmp = tempfile.mkdtemp(prefix="adaptrl-before-")
+        archive = subprocess.run(["git", "archive", args.before, "src"], cwd=ROOT,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        old_src = os.path.join(tmp, "src")
     rows, load = [], [os.getloadavg()[0]]
     for w in counts:
         r = raw(w, args.envs_per_worker, args.steps)
         o = ours(w, args.envs_per_worker, args.steps)
+        b = before(old_src, w, args.envs_per_worker, args.steps) if old_src else None
         load.append(os.getloadavg()[0])
-        rows.append((w, r, o))
+        rows.append((w, r, o, b))
         print(f"workers {w}: raw {r:,.0f} steps/s, ours {o:,.0f} steps/s, "
-              f"overhead {100 * (1 - o / r):.1f}%", flush=True)
+              f"overhead {100 * (1 - o / r):.1f}%"
+              + (f"; before ({args.before}) {b:,.0f} steps/s, overhead "
+                 f"{100 * (1 - b / r):.1f}%" if b else ""), flush=True)
+    head = "| worker processes | raw Gymnasium steps/s | our sampler steps/s | overhead |"
+    if old_src:
+        head += f" before ({args.before}) steps/s | overhead before |"
     lines = [
         "# Host sampler throughput: HalfCheetah-v5", "",
         f"- command: `MUJOCO_GL=egl {command()}`", f"- machine: {machine()}",
         f"- commit: {git_commit()}",
         f"- 1-minute load average before and after each worker count: "
-        f"{' / '.join(f'{x:.2f}' for x in load)} (2 cores shared with other jobs)",
+        f"{' / '.join(f'{x:.2f}' for x in load)} ",
         f"- {args.envs_per_worker} environments per worker, {args.steps} steps each; ours: "
         "the host sampler with a Gaussian MLP 100x100 policy (one jitted call per step on "
         "all environments), HalfCheetah-v5 behind the Gymnasium adapter and a reward "
         "wrapper; raw: SyncVectorEnv per process with random actions", "",
-        "| worker processes | raw Gymnasium steps/s | our sampler steps/s | overhead |",
-        "|---|---|---|---|",
-        *[f"| {w} | {r:,.0f} | {o:,.0f} | {100 * (1 - o / r):.1f}% |" for w, r, o in rows],
+        head, "|" + "---|" * (head.count("|") - 1),
+        *[f"| {w} | {r:,.0f} | {o:,.0f} | {100 * (1 - o / r):.1f}% |"
+          + (f" {b:,.0f} | {100 * (1 - b / r):.1f}% |" if b else "") for w, r, o, b in rows],
         "",
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
