@@ -17,7 +17,9 @@ gradient steps, no per-task parameters to fit.
   n ~ U{0..K}; the loss is the MSE of f_θ(x, z(first n shots)) on K fresh query points.
 * **RL**: each task runs a trial of ``trial_episodes`` episodes; episode k acts under
   π_θ(a | s, z_k) with z_k the embedding of episodes 0..k-1 (z_0 = 0). The loss is PPO's
-  clipped objective over every episode (GAE per episode, a value MLP over [s, z, t]),
+  clipped objective over every episode, with GAE over the whole trial (only its end is
+  terminal, as in RL²: the first episode's actions are credited with the later episodes'
+  return, since their transitions make the embedding) and a value MLP over [s, z, t, k],
   plus, with ``reward_coef > 0``, the MSE of a reward decoder r̂(s, a, s', z_k) on the
   rewards of episode k ≥ 1 — an auxiliary that makes z carry what distinguishes tasks
   (cf. VariBAD's reward decoder). Gradients reach ψ through both.
@@ -123,8 +125,9 @@ class TaskEmbeddingConfig:
 PAPER: dict[str, dict[str, Any]] = {
     "sinusoid": {"iterations": 20_000, "meta_batch_size": 25, "shots": 10,
                  "hidden": (40, 40), "encoder_hidden": (40, 40), "embedding_dim": 8},
-    "point-nav": {"iterations": 300, "meta_batch_size": 40, "trial_episodes": 3,
-                  "hidden": (64, 64), "encoder_hidden": (64, 64), "embedding_dim": 8},
+    "point-nav": {"iterations": 200, "meta_batch_size": 40, "trial_episodes": 2,
+                  "hidden": (64, 64), "encoder_hidden": (64, 64), "embedding_dim": 8,
+                  "lr": 3e-3, "ppo_epochs": 10, "reward_coef": 10.0},
 }
 
 
@@ -195,6 +198,12 @@ class TaskEmbedding(Algorithm):
             self.decoder = MLP(c.hidden, 1)
         self.optimizer = optax.chain(optax.clip_by_global_norm(c.max_grad_norm),
                                      optax.adam(c.lr))
+        if family.kind == "rl":
+            # the value MLP's gradient is clipped on its own, so that large value errors
+            # (returns of -40 on point-nav) do not shrink the policy's and encoder's steps
+            self.optimizer = optax.multi_transform(
+                {"value": self.optimizer, "rest": self.optimizer},
+                lambda params: {k: "value" if k == "value" else "rest" for k in params})
         # the learning step, jitted on its own for host samplers (inlined when the whole
         # update is jitted)
         self._learn = jax.jit(self._learn_from_trials)
@@ -229,7 +238,7 @@ class TaskEmbedding(Algorithm):
             params = {
                 "policy": self.policy.base.init(key=k_net),
                 "encoder": self.encoder.init(k_enc, jnp.zeros((1, self._item_dim)))["params"],
-                "value": self.value_net.init(k_value, jnp.zeros((1, d + 2)))["params"],
+                "value": self.value_net.init(k_value, jnp.zeros((1, d + 3)))["params"],
                 "decoder": self.decoder.init(k_dec, jnp.zeros((1, self._item_dim - 1
                                                                + c.embedding_dim)))["params"]}
         return {"params": params, "opt_state": self.optimizer.init(params), "key": key,
@@ -356,10 +365,14 @@ class TaskEmbedding(Algorithm):
         return self._learn(state, key, tasks, traj)
 
     def _value_inputs(self, traj: Trajectory, z):
-        """[s, z, time features] of every step: ``z [N, E, d]`` broadcast over time."""
-        z = jnp.broadcast_to(z[:, :, None], (*traj.mask.shape, z.shape[-1]))
-        t = _time_features(traj.t, cast(Any, self.family).horizon)
-        return jnp.concatenate([traj.obs, z, t], -1)
+        """[s, z, time features, episode index / trial length] of every step: ``z [N, E, d]``
+        broadcast over time."""
+        n, e, t = traj.mask.shape
+        z = jnp.broadcast_to(z[:, :, None], (n, e, t, z.shape[-1]))
+        time = _time_features(traj.t, cast(Any, self.family).horizon)
+        episode = jnp.broadcast_to((jnp.arange(e) / self.config.trial_episodes)[None, :, None],
+                                   (n, e, t))[..., None]
+        return jnp.concatenate([traj.obs, z, time, episode], -1)
 
     def _loss(self, params, traj: Trajectory, adv, targets):
         c = self.config
@@ -398,8 +411,14 @@ class TaskEmbedding(Algorithm):
                                        params["encoder"]))(items, mask)
         values = cast(jax.Array, self.value_net.apply(
             {"params": params["value"]}, self._value_inputs(traj, z)))[..., 0] * traj.mask
-        adv = jax.vmap(jax.vmap(functools.partial(gae, discount=c.discount, lam=c.gae_lambda)))(
-            traj.reward, values, traj.done)
+        # GAE over each whole trial, only its end terminal (as RL²): an action of episode k
+        # is credited with the return of the later episodes, whose embedding its
+        # transitions shape, so the first episodes pay for exploring
+        n, e, t = traj.mask.shape
+        trial = lambda x: x.reshape(n, e * t)  # noqa: E731
+        end = jnp.zeros((n, e * t)).at[:, -1].set(1.0)
+        adv = jax.vmap(functools.partial(gae, discount=c.discount, lam=c.gae_lambda))(
+            trial(traj.reward), trial(values), end).reshape(n, e, t)
         targets = adv + values
 
         def epoch(carry, _):
