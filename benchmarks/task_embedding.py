@@ -173,6 +173,12 @@ def write_table() -> None:
                          f"{curve[step].get('success', 0):.2f} | {setting} |")
     lines.append(f"\nExact optimum (mean over the same goals): {maml['result']['optimum']:.3f}")
     if te:
+        trial = te["config"]["algo_options"]["trial_episodes"]
+        lines += ["", f"The task-embedding learner meta-trains on trials of {trial} episodes, "
+                  f"so it has been trained to act after at most {trial - 1} episode(s) of "
+                  "context; the later points of its curve are outside what it was trained "
+                  "on."]
+    if te:
         lines += ["", "![point-nav curves](task_embedding_point_nav.png)"]
     lines += ["", "## Runs", ""]
     for key, entry in sorted(data.items()):

@@ -144,15 +144,13 @@ def test_sinusoid_inferred_embedding_beats_the_unadapted_one():
 
 
 def test_point_nav_inferred_embedding_beats_the_unadapted_one():
-    """A small point-nav run (40 trials of 2 episodes of 50 steps per iteration): the
-    episode after one episode of context clearly beats the first one, which acts under the
-    un-adapted (zero) embedding."""
-    alg = runs.resolve("task-embedding", "point-nav", sets=[
-        "tasks.horizon=50", "algo.hidden=[32, 32]", "algo.encoder_hidden=[32, 32]",
-        "algo.eval_trials=4"]).algorithm()
+    """The first 25 of point-nav's 200 iterations (per-family setting): the episode after
+    one episode of context clearly beats the first one, which acts under the un-adapted
+    (zero) embedding. (Smaller settings, 30 iterations of 20 or 40 trials of horizon 50 or
+    100 with 32-wide networks, had not learned to adapt yet.)"""
+    alg = runs.resolve("task-embedding", "point-nav", sets=["algo.eval_trials=4"]).algorithm()
     state = alg.init(key=jax.random.PRNGKey(0))
     state, _ = jax.jit(lambda s: jax.lax.scan(lambda s, _: alg.update(s), s, None,
-                                              length=30))(state)
+                                              length=25))(state)
     ret = _curve(alg, state, 1)["return"].mean(0)
-    print(ret)
     assert ret[1] > ret[0] + 0.2 * abs(ret[0]), ret

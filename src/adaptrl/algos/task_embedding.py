@@ -218,9 +218,7 @@ class TaskEmbedding(Algorithm):
         return c.shots if self.family.kind == "regression" else c.trial_episodes
 
     def curve_axis(self) -> str:
-        what = ("a mean over the task's shots" if self.family.kind == "regression"
-                else "a mean over the trial's earlier episodes")
-        return f"{super().curve_axis()} (the embedding is {what}; 0 = un-adapted)"
+        return f"{super().curve_axis()} (z inferred from them)"
 
     # ---- state -----------------------------------------------------------------------
     def init(self, *, key):
