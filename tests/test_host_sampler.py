@@ -184,6 +184,8 @@ def test_bad_input_is_one_line(capsys):
                   "algo.ppo_epochs=2", "algo.baseline=learned"]),
     ("rl2", ["algo.trials_per_iteration=4", "algo.trial_episodes=2", "algo.hidden=8",
              "algo.minibatches=2", "algo.ppo_epochs=1"]),
+    ("task-embedding", ["algo.meta_batch_size=2", "algo.hidden=[8]", "algo.encoder_hidden=[8]",
+                        "algo.trial_episodes=2", "algo.ppo_epochs=1", "algo.eval_trials=1"]),
 ])
 def test_one_small_iteration_on_a_host_family(algo, sets):
     config = runs.resolve(algo, "host_envs:PointGoals",

@@ -17,7 +17,8 @@ on their own.
 The curve's x axis has one meaning everywhere (tables, ``eval --json``, plots): point ``k``
 was measured after the learner had seen ``k`` units of the task's data, 0 meaning nothing:
 ``k`` gradient steps (MAML, each on fresh episodes of the task), or ``k`` earlier episodes
-of the trial (RL² and the reference strategies: point 0 is the trial's first episode).
+of the trial (RL² and the reference strategies: point 0 is the trial's first episode), or
+``k`` labelled shots (the task-embedding learner on regression families).
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class Algorithm(abc.ABC):
 AXES = {
     "gradient_steps": "gradient steps taken before scoring",
     "episodes": "episodes of the trial seen before the scored one",
+    "shots": "labelled points (shots) of the task seen before scoring",
 }
 
 
@@ -150,6 +152,9 @@ REGISTRY: dict[str, AlgorithmEntry] = {e.name: e for e in [
                    ("rl",)),
     AlgorithmEntry("pearl", "PEARL (Rakelly et al. 2019): SAC with a probabilistic context",
                    "adaptrl.algos.pearl:PEARL", ("rl",)),
+    AlgorithmEntry("task-embedding", "multi-task learner on a learned task embedding, "
+                   "inferred from the task's first shots or episodes",
+                   "adaptrl.algos.task_embedding:TaskEmbedding", ("rl", "regression")),
 ]}
 
 
