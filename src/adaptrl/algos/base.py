@@ -142,18 +142,17 @@ _MAML = "adaptrl.algos.maml:MAML"
 #: every registered algorithm by name; the built-in ones as data (their modules, and JAX,
 #: are imported when an algorithm is built), a user's own through :func:`register`
 REGISTRY: dict[str, AlgorithmEntry] = {e.name: e for e in [
-    AlgorithmEntry("maml-trpo", "MAML, TRPO meta-update (Finn et al. 2017)", _MAML,
+    AlgorithmEntry("maml-trpo", "MAML, TRPO meta-update (Finn et al.)", _MAML,
                    ("rl", "regression"), {"outer": "trpo"}),
-    AlgorithmEntry("maml-ppo", "MAML, PPO-clipped meta-update (ProMP setting)", _MAML,
+    AlgorithmEntry("maml-ppo", "MAML, PPO-clipped meta-update (ProMP)", _MAML,
                    ("rl", "regression"), {"outer": "ppo"}),
-    AlgorithmEntry("maml-vpg", "MAML, vanilla policy-gradient meta-update", _MAML,
+    AlgorithmEntry("maml-vpg", "MAML, vanilla policy-gradient update", _MAML,
                    ("rl", "regression"), {"outer": "vpg"}),
     AlgorithmEntry("rl2", "RL² (Duan et al. 2016): PPO over trials", "adaptrl.algos.rl2:RL2",
                    ("rl",)),
-    AlgorithmEntry("pearl", "PEARL (Rakelly et al. 2019): SAC with a probabilistic context",
+    AlgorithmEntry("pearl", "PEARL: SAC on a probabilistic context",
                    "adaptrl.algos.pearl:PEARL", ("rl",)),
-    AlgorithmEntry("task-embedding", "multi-task learner on a learned task embedding, "
-                   "inferred from the task's first shots or episodes",
+    AlgorithmEntry("task-embedding", "policy on an inferred task embedding",
                    "adaptrl.algos.task_embedding:TaskEmbedding", ("rl", "regression")),
 ]}
 
