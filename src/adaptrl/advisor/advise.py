@@ -92,6 +92,9 @@ def advise(tasks: str, options: dict[str, Any], *, path: Path, candidates: Path 
     report: dict[str, Any] = {"tasks": tasks, "family": fam_options, "features": feats,
                               "comparable_runs": sum(len(r.scores) for r in comparable),
                               "training_rows": len(rows), "store": str(path)}
+    if not rows:
+        raise UserError(f"no measured runs to fit the advisor on ({path} is empty and the "
+                        "package has no prior)")
     if not comparable:
         report["note"] = (f"no comparable runs of {tasks} in the store: predictions come from "
                           "the prior and other families, with wide uncertainty")

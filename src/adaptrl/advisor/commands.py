@@ -50,11 +50,10 @@ def _task_options(items: list[str]) -> dict[str, Any]:
 def cmd_store(args) -> None:
     from adaptrl.advisor.store import rebuild
 
-    out, err = _consoles()
     path = _store_path(args)
     counts = rebuild(path, [Path(d) for d in args.dirs])
-    out.print(f"{path}: {counts['runs']} runs, {counts['evals']} meta-tests, "
-              f"{counts['families']} family feature records", markup=False)
+    print(f"{path}: {counts['runs']} runs, {counts['evals']} meta-tests, "
+          f"{counts['families']} family feature records")
 
 
 # ---- compare ----------------------------------------------------------------------------
@@ -99,7 +98,7 @@ def cmd_compare(args) -> None:
                        f"{cell[a, b]['ci_high']:.2f}]" for b in labels))
     out.print(m)
     if args.plot:
-        err.print(f"plot: {args.plot}", markup=False)
+        err.print(f"plot: {args.plot}", markup=False, soft_wrap=True)
 
 
 # ---- advise -----------------------------------------------------------------------------

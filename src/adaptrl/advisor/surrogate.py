@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
@@ -139,6 +140,7 @@ class Surrogate:
     """A GP over standardised (family features, strategy settings) -> normalised score."""
 
     def __init__(self, rows: list[Row], *, seed: int = 0):
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
@@ -156,7 +158,9 @@ class Surrogate:
         self.gp = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=2,
                                            random_state=seed)
         self.y_mean = float(y.mean())
-        self.gp.fit((X - self.mu) / self.sd, y - self.y_mean)
+        with warnings.catch_warnings():  # a length scale at its bound: an irrelevant input
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.gp.fit((X - self.mu) / self.sd, y - self.y_mean)
 
     def predict(self, xs: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
         """Predicted normalised score and its standard deviation per input row."""
