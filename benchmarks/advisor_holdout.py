@@ -40,13 +40,15 @@ FAMILIES = [
 DEFAULT = "trpo-lr0.1"  # the library's fixed default strategy (maml-trpo, inner_lr 0.1)
 
 
-def measure() -> None:
+def measure(only: list[str] | None = None) -> None:
     from adaptrl import compilation_cache
     from adaptrl.advisor.strategies import load_candidates, run_trial
 
     compilation_cache.enable()
     candidates, ev = load_candidates(None)
     for label, tasks, options in FAMILIES:
+        if only and label not in only:
+            continue
         for s in candidates:
             t0 = time.time()
             r = run_trial(tasks, s, 0, ROOT_RUNS / label, task_sets=options, evaluation=ev)
@@ -167,11 +169,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--report", action="store_true", help="only report on what is measured")
     p.add_argument("--measure-only", action="store_true")
+    p.add_argument("--families", nargs="*", help="measure only these family labels")
     p.add_argument("--export-prior", action="store_true",
                    help="write src/adaptrl/advisor/prior.json from the benchmark store")
     args = p.parse_args()
     if not args.report and not args.export_prior:
-        measure()
+        measure(args.families)
     if args.measure_only:
         return
     from adaptrl.advisor.surrogate import export_prior

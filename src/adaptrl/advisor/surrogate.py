@@ -140,9 +140,13 @@ class Surrogate:
     """A GP over standardised (family features, strategy settings) -> normalised score."""
 
     def __init__(self, rows: list[Row], *, seed: int = 0):
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        try:
+            from sklearn.exceptions import ConvergenceWarning
+            from sklearn.gaussian_process import GaussianProcessRegressor
+            from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        except ImportError:
+            raise UserError("the advisor needs scikit-learn: pip install 'adaptrl[advise]'"
+                            ) from None
 
         if not rows:
             raise UserError("no measured runs to fit the advisor on (the store and the prior "

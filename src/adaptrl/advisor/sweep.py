@@ -19,10 +19,12 @@ A grid file (YAML)::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +191,8 @@ def _ray_sweep(address: str, todo: list[tuple], root: Path, out: dict, on_trial)
             run_config=tune.RunConfig(name="adaptrl-sweep", storage_path=str(root / "ray"),
                                       verbose=0),
         )
-        grid = tuner.fit()
+        with contextlib.redirect_stdout(sys.stderr):  # Tune's tables: stdout is the result
+            grid = tuner.fit()
     finally:
         ray.shutdown()
     errors = [r.error for r in grid if r.error is not None]
