@@ -40,7 +40,7 @@ FAMILIES = [
 DEFAULT = "trpo-lr0.1"  # the library's fixed default strategy (maml-trpo, inner_lr 0.1)
 
 
-def measure(only: list[str] | None = None) -> None:
+def measure(only: list[str] | None = None, *, reverse: bool = False) -> None:
     from adaptrl import compilation_cache
     from adaptrl.advisor.strategies import load_candidates, run_trial
 
@@ -49,7 +49,7 @@ def measure(only: list[str] | None = None) -> None:
     for label, tasks, options in FAMILIES:
         if only and label not in only:
             continue
-        for s in candidates:
+        for s in candidates[::-1] if reverse else candidates:
             t0 = time.time()
             r = run_trial(tasks, s, 0, ROOT_RUNS / label, task_sets=options, evaluation=ev)
             print(f"{label:18s} {s.name:12s} score {r['score']:9.3f}  "
@@ -170,11 +170,13 @@ def main() -> None:
     p.add_argument("--report", action="store_true", help="only report on what is measured")
     p.add_argument("--measure-only", action="store_true")
     p.add_argument("--families", nargs="*", help="measure only these family labels")
+    p.add_argument("--reverse", action="store_true",
+                   help="candidates in reverse order (a second process from the other end)")
     p.add_argument("--export-prior", action="store_true",
                    help="write src/adaptrl/advisor/prior.json from the benchmark store")
     args = p.parse_args()
     if not args.report and not args.export_prior:
-        measure(args.families)
+        measure(args.families, reverse=args.reverse)
     if args.measure_only:
         return
     from adaptrl.advisor.surrogate import export_prior

@@ -103,7 +103,7 @@ def advise(tasks: str, options: dict[str, Any], *, path: Path, candidates: Path 
     mean, std = predict(rows, feats, cands)
     measured = _measured(rows, key)
     report["candidates"] = _ranked(cands, mean, std, measured)
-    bo = []
+    bo: list[dict[str, Any]] = []
     for _ in range(budget):
         best = max((m for m, _ in measured.values()), default=float(np.max(mean)))
         ei = expected_improvement(mean, std, best)

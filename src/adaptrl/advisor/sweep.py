@@ -183,7 +183,9 @@ def _ray_sweep(address: str, todo: list[tuple], root: Path, out: dict, on_trial)
     for k in ("JAX_PLATFORMS", "ADAPTRL_CACHE_DIR"):
         if k in os.environ:
             env[k] = os.environ[k]
-    ray.init(address=address, logging_level="ERROR", runtime_env={"env_vars": env})
+    import logging
+
+    ray.init(address=address, logging_level=logging.ERROR, runtime_env={"env_vars": env})
     try:
         tuner = tune.Tuner(
             tune.with_resources(_ray_trial, {"cpu": 1}),
@@ -195,7 +197,7 @@ def _ray_sweep(address: str, todo: list[tuple], root: Path, out: dict, on_trial)
             grid = tuner.fit()
     finally:
         ray.shutdown()
-    errors = [r.error for r in grid if r.error is not None]
+    errors = [grid[i].error for i in range(len(grid)) if grid[i].error is not None]
     path = default_path()
     store = open_store(path) if path is not None else None
     try:
