@@ -136,6 +136,11 @@ def holdout_report(store_path, labels: list[str], *, default: str, bo_runs: int)
         out.append(f"| **average** | | **{avg['spearman']:.3f}** | "
                    f"**{avg['zero_shot_regret']:.3f}** | **{avg['default_regret']:.3f}** | "
                    f"**{avg['bo_regret']:.3f}** |")
+        undefined = [r["family"] for r in summary if not np.isfinite(r["spearman"])]
+        if undefined:
+            out += ["", f"Spearman is undefined for {', '.join(undefined)} (the GP predicted "
+                    "one score for every candidate); the average is over the other "
+                    f"{len(summary) - len(undefined)} families."]
         out += ["", "Targets: Spearman >= 0.6 averaged "
                 f"({'met' if avg['spearman'] >= 0.6 else 'NOT met'}); zero-shot pick within "
                 f"0.10 of the best ({'met' if avg['zero_shot_regret'] <= 0.10 else 'NOT met'})"
