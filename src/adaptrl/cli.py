@@ -473,7 +473,7 @@ def cmd_demo(args) -> None:
 
 
 #: commands that compile and run JAX programs (they use the persistent compilation cache)
-COMPUTING = ("train", "eval", "demo", "check")
+COMPUTING = ("train", "eval", "demo", "check", "store", "compare", "advise", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -535,6 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--iterations", type=int, default=40, help="meta-iterations")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=cmd_demo)
+
+    from adaptrl.advisor.commands import add_commands  # store, compare, advise, sweep
+
+    add_commands(sub)
     return p
 
 

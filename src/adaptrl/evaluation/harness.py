@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from adaptrl import runs
+from adaptrl.advisor.store import record_eval
 from adaptrl.algos.base import AXES
 from adaptrl.errors import UserError
 from adaptrl.ops.stats import summarize
@@ -92,10 +93,12 @@ def _check_sizes(num_tasks: int, steps: int) -> None:
 
 def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks: int = 40,
                   steps: int | None = None, seed: int = 0,
-                  task_changes: dict[str, Any] | None = None) -> dict[str, Any]:
+                  task_changes: dict[str, Any] | None = None,
+                  scores_out: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """Meta-test one or more runs of the same algorithm and family (one per seed), each
     from its newest checkpoint. ``task_changes`` moves the family's task distribution for
-    an out-of-distribution meta-test (only its ``DISTRIBUTION_OPTIONS``)."""
+    an out-of-distribution meta-test (only its ``DISTRIBUTION_OPTIONS``). ``scores_out``,
+    if given, receives each seed's per-task scores ``{measure: [num_tasks, K+1]}``."""
     if not run_dirs:
         raise UserError("no run directory given")
     loaded = runs.iter_runs(run_dirs)
@@ -122,18 +125,25 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks:
             curve_fn = jax.jit(curve_fn)
         per_seed.append(score_tasks(curve_fn, family, split, num_tasks,
                                     key=jax.random.PRNGKey(seed)))
-    return _result(first.algo, first.tasks, family, algorithm.curve_unit,
-                   algorithm.curve_axis(), per_seed, split=split, num_tasks=num_tasks,
-                   seed=seed, checkpoints=checkpoints, task_changes=changes)
+    result = _result(first.algo, first.tasks, family, algorithm.curve_unit,
+                     algorithm.curve_axis(), per_seed, split=split, num_tasks=num_tasks,
+                     seed=seed, checkpoints=checkpoints, task_changes=changes)
+    record_eval(result, family, run_dirs, seed=seed)
+    if scores_out is not None:
+        scores_out.extend(per_seed)
+    return result
 
 
 def evaluate_reference(name: str, family: TaskFamily, family_name: str, *, steps: int,
                        split: Split = "test", num_tasks: int = 40, seed: int = 0,
-                       task_changes: dict[str, Any] | None = None) -> dict[str, Any]:
+                       task_changes: dict[str, Any] | None = None,
+                       scores_out: list[dict[str, np.ndarray]] | None = None
+                       ) -> dict[str, Any]:
     """Score a reference strategy (random, UCB1, Gittins, PSRL, ...) exactly as a learned
     agent: a trial of ``steps + 1`` episodes on the same held-out tasks. ``family`` is the
     registered family ``family_name`` with its options, ``task_changes`` those options
-    that differ from a run's (or the registry's) for the record."""
+    that differ from a run's (or the registry's) for the record; ``scores_out`` as in
+    :func:`evaluate_runs`."""
     from adaptrl.evaluation.reference import reference_curve
 
     _check_sizes(num_tasks, steps)
@@ -141,9 +151,13 @@ def evaluate_reference(name: str, family: TaskFamily, family_name: str, *, steps
         lambda tasks, *, key: reference_curve(name, cast(RLFamily, family), tasks, key=key,
                                               episodes=steps + 1, family_name=family_name),
         family, split, num_tasks, key=jax.random.PRNGKey(seed))
-    return _result(name, family_name, family, "episodes", AXES["episodes"], [per],
-                   split=split, num_tasks=num_tasks, seed=seed, checkpoints=[],
-                   task_changes=dict(task_changes or {}))
+    result = _result(name, family_name, family, "episodes", AXES["episodes"], [per],
+                     split=split, num_tasks=num_tasks, seed=seed, checkpoints=[],
+                     task_changes=dict(task_changes or {}))
+    record_eval(result, family, seed=seed)
+    if scores_out is not None:
+        scores_out.append(per)
+    return result
 
 
 def jsonable(obj: Any) -> Any:

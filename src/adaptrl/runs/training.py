@@ -121,6 +121,7 @@ def train(run_dir: Path, *, resume: bool = False, iterations: int | None = None,
     iterations done since the last checkpoint, and returns the state, whose ``iteration``
     is then below the total. Resuming continues exactly as if it had not stopped.
     """
+    t_start = time.perf_counter()
     config = load_run(run_dir)
     if iterations is not None and not resume:
         raise UserError(f"{run_dir}: a new run takes its iterations from its config; "
@@ -188,4 +189,8 @@ def train(run_dir: Path, *, resume: bool = False, iterations: int | None = None,
                 save_checkpoint(run_dir, state, keep=config.run.keep_checkpoints, config=config)
         finally:
             log.close()
+        if int(state["iteration"]) >= total and start < total:  # finished in this sitting
+            from adaptrl.advisor.store import record_run
+
+            record_run(run_dir, config, wall_s=time.perf_counter() - t_start)
     return state
