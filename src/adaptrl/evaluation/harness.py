@@ -96,6 +96,17 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks:
     """Meta-test one or more runs of the same algorithm and family (one per seed), each
     from its newest checkpoint. ``task_changes`` moves the family's task distribution for
     an out-of-distribution meta-test (only its ``DISTRIBUTION_OPTIONS``)."""
+    return score_runs(run_dirs, split=split, num_tasks=num_tasks, steps=steps, seed=seed,
+                      task_changes=task_changes)[0]
+
+
+def score_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks: int = 40,
+               steps: int | None = None, seed: int = 0,
+               task_changes: dict[str, Any] | None = None,
+               ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]], TaskFamily, Any]:
+    """:func:`evaluate_runs`'s result, with what it was computed from: the per-task
+    scores of each run (``{measure: [num_tasks, K+1]}``, one dict per seed), the meta-test
+    family and the first run's algorithm (for protocols that score them their own way)."""
     if not run_dirs:
         raise UserError("no run directory given")
     loaded = runs.iter_runs(run_dirs)
@@ -122,9 +133,10 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks:
             curve_fn = jax.jit(curve_fn)
         per_seed.append(score_tasks(curve_fn, family, split, num_tasks,
                                     key=jax.random.PRNGKey(seed)))
-    return _result(first.algo, first.tasks, family, algorithm.curve_unit,
-                   algorithm.curve_axis(), per_seed, split=split, num_tasks=num_tasks,
-                   seed=seed, checkpoints=checkpoints, task_changes=changes)
+    result = _result(first.algo, first.tasks, family, algorithm.curve_unit,
+                     algorithm.curve_axis(), per_seed, split=split, num_tasks=num_tasks,
+                     seed=seed, checkpoints=checkpoints, task_changes=changes)
+    return result, per_seed, family, algorithm
 
 
 def evaluate_reference(name: str, family: TaskFamily, family_name: str, *, steps: int,
