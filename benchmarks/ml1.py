@@ -29,11 +29,15 @@ from adaptrl import runs
 
 #: the best published ML1 meta-test success rates we could check, with their sources
 PUBLISHED = [
-    "Yu et al. 2019, Meta-World (arXiv 1910.10897, CoRL 2019), v1 environments and "
-    "rewards, horizon 150: ML1 meta-test success of the meta-RL methods is reported per "
-    "task in its Figure 6 / Table; numbers from that version are not comparable with v3 "
-    "(McLean et al. 2025, Meta-World+, arXiv 2505.11289, show how much the versions "
-    "differ). Written here only where we could read them: see the REFERENCES notes below.",
+    "Yu et al. 2019, Meta-World (arXiv 1910.10897, CoRL 2019) reports ML1 meta-test "
+    "success of MAML, RL² and PEARL on reach, push and pick-place, for its v1 environments "
+    "and rewards (horizon 150). We could not read those numbers in the stored copies of "
+    "the paper (searches returned its abstract and, from paperswithcode.com, only the ML10 "
+    "MAML row: 25% meta-train, 36% meta-test), so none is written here as a target; what "
+    "we verified is in docs/results/ml10.md.",
+    "McLean et al. 2025, Meta-World+ (arXiv 2505.11289): results differ a lot between "
+    "Meta-World versions and reward versions; compare only like with like (this file: "
+    "v3 environments, reward v2).",
 ]
 
 

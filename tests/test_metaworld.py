@@ -90,7 +90,7 @@ def test_the_same_seed_gives_the_same_episode_and_seeds_the_envs_own_rng():
 
     (a, rng_a), (b, rng_b) = episode(5), episode(5)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-    assert rng_a == seeding.np_random(5)[0].bit_generator.state
+    assert rng_a == rng_b == seeding.np_random(5)[0].bit_generator.state
     assert episode(6)[1] != rng_a
 
 

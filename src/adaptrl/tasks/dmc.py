@@ -85,12 +85,6 @@ class DMCFamily(HostFamily):
                                act.shape, np.float32),
                 shapes)
 
-    def __getstate__(self):  # the spaces are rebuilt where the family is unpickled
-        return {k: v for k, v in self.__dict__.items() if k != "_spaces"}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
     @property
     def observation_space(self) -> gym.spaces.Box:
         return self._spaces[0]

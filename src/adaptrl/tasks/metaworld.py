@@ -121,6 +121,8 @@ class MetaWorld(HostFamily):
     # ---- Meta-World's tasks, built by the package in this process ---------------------
     @property
     def _tasks(self):
+        """The benchmark's task lists, built once per process; they travel with the family
+        to our own worker processes (in its ``__dict__``), which so skip rebuilding them."""
         cached = self.__dict__.get("_mw_tasks")
         if cached is None:
             cached = _benchmark_tasks(self.benchmark, self.env_name, self.split_seed)
@@ -180,15 +182,20 @@ class MetaWorld(HostFamily):
         return np.stack(per_type, axis=1).reshape(-1)
 
     # ---- environments -----------------------------------------------------------------
-    def build(self, env_name: str) -> gym.Env:
+    def build(self, env_name: str) -> Any:
         """A fresh environment of one task type (no task set yet), rendering off."""
         cls = import_metaworld().env_dict.ALL_V3_ENVIRONMENTS[env_name]
         return cls(reward_function_version=self.reward_version)
 
     @functools.cached_property
     def _spaces(self) -> tuple[gym.spaces.Box, gym.spaces.Box]:
-        env = self.build(self.task_list(0)[0].env_name)
-        obs, act = env.observation_space, env.action_space
+        # the first training type's spaces, without building the benchmark's tasks
+        env_dict = import_metaworld().env_dict
+        first = (f"{self.env_name}-v3" if self.benchmark == "ML1"
+                 else next(iter(getattr(env_dict, f"{self.benchmark}_V3")["train"])))
+        env = self.build(first)
+        obs: Any = env.observation_space
+        act: Any = env.action_space
         env.close()
         return (gym.spaces.Box(obs.low.astype(np.float32), obs.high.astype(np.float32),
                                obs.shape, np.float32),
@@ -205,12 +212,6 @@ class MetaWorld(HostFamily):
 
     def make_env(self) -> gym.Env:
         return MetaWorldEnv(self)
-
-    def __getstate__(self):  # the task lists travel to our workers; the spaces are rebuilt
-        return {k: v for k, v in self.__dict__.items() if k != "_spaces"}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
 
 
 class MetaWorldEnv(gym.Env):
