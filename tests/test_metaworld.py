@@ -192,3 +192,14 @@ def test_algorithms_run_unchanged_and_the_metaworld_protocol_scores_them(algo, t
     # the curve beside it: 1 gradient step (MAML) or 1 + 2 episodes of the trial (RL²)
     assert len(result["curve"]) == (3 if algo == "rl2" else 2)
     assert all("success" in p for p in result["curve"])
+
+
+def test_mean_ci_is_the_pooled_mean_with_a_bracketing_interval():
+    from adaptrl.evaluation.metaworld import mean_ci
+
+    rng = np.random.default_rng(0)
+    seeds = [rng.binomial(1, 0.3, 40).astype(float), rng.binomial(1, 0.6, 30).astype(float)]
+    mean, low, high = mean_ci(seeds)
+    assert mean == pytest.approx(np.concatenate(seeds).mean())
+    assert low < mean < high and high - low < 0.4
+    assert mean_ci([np.ones(5), np.ones(3)]) == (1.0, 1.0, 1.0)

@@ -282,13 +282,13 @@ REGISTRY: dict[str, FamilyEntry] = {e.name: e for e in [
                 "adaptrl.tasks.locomotion:WalkerParams", "rl"),
     # Meta-World v3 (adaptrl.tasks.metaworld; the metaworld extra) and DeepMind Control
     # (adaptrl.tasks.dmc; the dmc extra)
-    *[FamilyEntry(f"ml1-{t}", f"Meta-World ML1 {t}: held-out goals, success rate",
+    *[FamilyEntry(f"ml1-{t}", "Meta-World ML1, held-out goals",
                   _METAWORLD, "rl", {"benchmark": "ML1", "env_name": t}) for t in ML1_TASKS],
-    *[FamilyEntry(f"ml{n}", f"Meta-World ML{n}: {n} task types, 5 held out, success rate",
+    *[FamilyEntry(f"ml{n}", f"Meta-World ML{n}, 5 held-out types",
                   _METAWORLD, "rl", {"benchmark": f"ML{n}"}) for n in (10, 25, 45)],
-    FamilyEntry("dmc-cheetah-vel", "DeepMind Control cheetah, target speed U[0, 4]",
+    FamilyEntry("dmc-cheetah-vel", "DMC cheetah, target speed U[0, 4]",
                 "adaptrl.tasks.dmc:DMCCheetahVel", "rl"),
-    FamilyEntry("dmc-walker-mass", "DeepMind Control walker-walk, body masses x 2^U[-1, 1]",
+    FamilyEntry("dmc-walker-mass", "DMC walker-walk, masses x 2^U[-1, 1]",
                 "adaptrl.tasks.dmc:DMCWalkerMass", "rl"),
 ]}
 

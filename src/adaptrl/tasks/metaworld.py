@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
@@ -48,6 +49,8 @@ from adaptrl.tasks.base import _TRAIN_STREAM, ML1_TASKS, HostFamily, Split, Task
 
 if TYPE_CHECKING:
     import jax
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # nothing renders; no display is needed
 
 #: the benchmarks of the package, by the name of their class in ``metaworld``
 BENCHMARKS = ("ML1", "ML10", "ML25", "ML45")
