@@ -14,11 +14,13 @@ from _long_runs import Ledger, _done
 from common import RESULTS, ROOT, command, git_commit, machine
 
 from adaptrl.evaluation.metaworld import metaworld_protocol
+from adaptrl.tasks.metaworld import MetaWorld, metaworld_version
 
 
 def score_and_write(name: str, title: str, groups: dict[str, list[Path]], *,
                     targets: dict[str, int], ledger: Ledger, adapt: dict[str, int],
-                    num_tasks: int, notes: list[str], published: list[str]) -> None:
+                    num_tasks: int, notes: list[str], published: list[str],
+                    family: MetaWorld) -> None:
     history_path = ROOT / "runs" / f"bench-{name}" / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else []
     results, rows, done_all = {}, [], {}
@@ -38,7 +40,15 @@ def score_and_write(name: str, title: str, groups: dict[str, list[Path]], *,
     history_path.write_text(json.dumps(history, indent=1))
     eval_minutes = (time.perf_counter() - t0) / 60
     partial = any(min(d) < targets[label] for label, d in done_all.items())
-    mw_meta = next(iter(results.values()))["metaworld"] if results else {}
+    for label, dirs in groups.items():  # what the rest of the run needs at this pace
+        spent = [ledger.seeds.get(d.name, {}) for d in dirs]
+        done = sum(r.get("iterations", 0) for r in spent)
+        if done:
+            pace = sum(r.get("train_seconds", 0.0) for r in spent) / done
+            left = sum(max(0, targets[label] - _done(d)) for d in dirs)
+            notes = [*notes, f"{label}: {pace:.0f} s per meta-iteration per seed so far "
+                             f"(measured on this loaded machine, the first iteration's compilation included); the {left} iterations left "
+                             f"need about {left * pace / 3600:.1f} h at that pace"]
     for label, result in results.items():
         mw = result["metaworld"]
         runs_of = [ledger.seeds.get(d.name, {}) for d in groups[label]]
@@ -61,9 +71,8 @@ def score_and_write(name: str, title: str, groups: dict[str, list[Path]], *,
          "partial": partial, "iterations_done": done_all, "targets": targets,
          "ledger": ledger.seeds, "sittings": ledger.sittings, "eval_minutes": eval_minutes,
          "history": history, "results": results}, indent=1, default=float))
-    version = (f"Meta-World {mw_meta.get('metaworld_version', '?')} (v3 environments), "
-               f"reward function {mw_meta.get('reward_version', '?')}, horizon "
-               f"{mw_meta.get('horizon', '?')}")
+    version = (f"Meta-World {metaworld_version()} (v3 environments), reward function "
+               f"{family.reward_version}, horizon {family.horizon}")
     lines = [
         f"# {title}{' (PARTIAL)' if partial else ''}", "",
         f"- command (one sitting; run it again to continue): `MUJOCO_GL=egl {command()}`",
@@ -80,6 +89,7 @@ def score_and_write(name: str, title: str, groups: dict[str, list[Path]], *,
         "seeds and sittings.", "",
         "| algorithm | task type | success | 95% CI | return | iterations | env steps | "
         "hours |", "|---|---|---|---|---|---|---|---|", *rows, "",
+        *([] if results else ["(not scored yet: a seed has no checkpoint)", ""]),
         "Success at each scored checkpoint (one row per sitting):", "",
         "| algorithm | iterations per seed | env steps | success [95% CI] | return |",
         "|---|---|---|---|---|", *hist_rows, "",

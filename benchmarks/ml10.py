@@ -72,7 +72,8 @@ def main() -> None:
             "RL² and PEARL rows we could not read in the stored copies, so they are left "
             "out",
             "Atamuradov 2025 (arXiv 2511.12383), MAML-TRPO on ML10 (Meta-World v2/v3 era): "
-            "13.2% meta-test, 21.0% meta-train success"])
+            "13.2% meta-test, 21.0% meta-train success"],
+        family=configs[args.algos[0]][0].task_options)
 
 
 if __name__ == "__main__":
