@@ -47,7 +47,7 @@ def main() -> None:
                                   minutes=args.budget_minutes)
     c, t = configs[0].algo_options, configs[0].task_options
     score_and_write(
-        name, f"MAML-TRPO on {args.family} (DeepMind Control, dm-control 1.0.28)",
+        name, f"MAML-TRPO on {args.family}",
         {"maml-trpo": dirs}, targets={"maml-trpo": args.iterations}, ledger=ledger,
         eval_tasks=args.eval_tasks, steps={"maml-trpo": 3}, notes=[
             f"setting: {c.meta_batch_size} tasks x {c.episodes_per_task} episodes x horizon "
@@ -55,7 +55,8 @@ def main() -> None:
             f"inner lr {c.inner_lr}, TRPO max KL {c.max_kl}, MLP {list(c.hidden)}; host "
             f"sampler, {args.workers} worker processes; {args.seeds} seeds; scored with "
             f"{c.eval_episodes} episodes per task and step",
-            "reward per step in [0, 1] (the suite's convention; 200 at most per episode)",
+            "DeepMind Control through dm-control 1.0.28 (MuJoCo 3.3.0); reward per step in "
+            "[0, 1] (the suite's convention; 200 at most per episode)",
             "no published number: this family is ours (adaptrl.tasks.dmc)"])
 
 
