@@ -13,9 +13,12 @@ from adaptrl.tasks import REGISTRY, make_family
 from adaptrl.tasks.base import RLFamily
 
 RL_FAMILIES = [n for n in sorted(REGISTRY) if issubclass(REGISTRY[n].factory, RLFamily)]
+#: every family but the Meta-World ones after ml1-reach: each builds its benchmark (seconds
+#: to minutes); tests/test_metaworld.py checks them
+FAMILIES = [n for n in sorted(REGISTRY) if not n.startswith("ml") or n == "ml1-reach"]
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", FAMILIES)
 def test_sampling_and_splits(name):
     fam = make_family(name)
     test = fam.tasks("test", 5)

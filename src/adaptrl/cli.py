@@ -405,6 +405,9 @@ def cmd_eval(args) -> None:
 
     results = []
     changes = _task_sets(args.set)
+    if args.protocol == "metaworld":
+        return _eval_metaworld(args, changes)
+    args.num_tasks = 40 if args.num_tasks is None else args.num_tasks
     if args.dirs:
         if args.tasks:
             raise UserError("--tasks names the family only when no run is given")
@@ -435,6 +438,41 @@ def cmd_eval(args) -> None:
         out.print(_curve_table(result))
     if args.plot:
         console.print(f"plot: {args.plot}")
+
+
+def _eval_metaworld(args, changes: dict) -> None:
+    """``eval --protocol metaworld``: Meta-World's protocol beside the adaptation curve."""
+    from adaptrl.evaluation.harness import jsonable
+    from adaptrl.evaluation.metaworld import metaworld_protocol
+
+    if not args.dirs or args.reference or args.tasks:
+        raise UserError("--protocol metaworld scores run directories (no --reference/--tasks)")
+    if args.split != "test":
+        raise UserError("--protocol metaworld scores the held-out (test) tasks")
+    result = metaworld_protocol([Path(d) for d in args.dirs], num_tasks=args.num_tasks,
+                                adapt=args.adapt_steps, scored=args.scored_episodes,
+                                seed=args.seed, task_changes=changes)
+    if args.json:
+        print(json.dumps(jsonable(result), allow_nan=False))
+        return
+    mw = result["metaworld"]
+    unit = mw["adapt_unit"].replace("_", " ")
+    table = Table(title=f"Meta-World protocol: {result['algo']} on {result['tasks']} "
+                        f"(metaworld {mw['metaworld_version']}, reward {mw['reward_version']})",
+                  caption=f"after {mw['adapt']} {unit}, {mw['scored_episodes']} scored "
+                          f"episodes per task; success at any step; overall = mean over "
+                          f"types", caption_justify="left")
+    for col in ("task type", "tasks", "success", "95% CI", "return"):
+        table.add_column(col, justify="left" if col == "task type" else "right")
+    for name, row in mw["per_type"].items():
+        table.add_row(name, str(row["tasks"]), f"{row['success']:.3f}",
+                      f"[{row['success_ci'][0]:.3f}, {row['success_ci'][1]:.3f}]",
+                      f"{row['return']:.1f}")
+    table.add_row("overall", str(sum(r["tasks"] for r in mw["per_type"].values())),
+                  f"{mw['success']:.3f}", f"[{mw['success_ci'][0]:.3f}, "
+                  f"{mw['success_ci'][1]:.3f}]", f"{mw['return']:.1f}")
+    out.print(table)
+    out.print(_curve_table(result))
 
 
 #: the demo's departures from the paper setting, so that it runs in about 2 minutes on 2
@@ -506,7 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="meta-test trained runs on held-out tasks")
     e.add_argument("dirs", nargs="*", metavar="DIR", help="run directories (one per seed)")
     e.add_argument("--split", default="test", choices=["train", "test"])
-    e.add_argument("--num-tasks", type=int, default=40)
+    e.add_argument("--num-tasks", type=int,
+                   help="held-out tasks (default 40; --protocol metaworld: all of them)")
     e.add_argument("--adapt-steps", type=int, metavar="K",
                    help="the curve's last point: after K gradient steps (MAML) or at "
                         "episode K+1 of the trial, K episodes seen (RL², references)")
@@ -522,6 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "meta-test (e.g. tasks.goal_high=0.7; only options that change "
                         "which tasks are drawn; recorded in the output); without a run: "
                         "any option of the --tasks family")
+    e.add_argument("--protocol", default="curve", choices=["curve", "metaworld"],
+                   help="metaworld: Meta-World's meta-test protocol (adapt, then score "
+                        "episodes; success at any step; per task type and overall) beside "
+                        "the curve, on every held-out task unless --num-tasks is given")
+    e.add_argument("--scored-episodes", type=int, default=3, metavar="N",
+                   help="with --protocol metaworld: episodes scored after adaptation "
+                        "(RL²; MAML scores its eval_episodes)")
     e.set_defaults(fn=cmd_eval)
 
     c = sub.add_parser("check", help="check a task family (yours too: MODULE:CLASS)")

@@ -87,7 +87,7 @@ def compare(dirs: list[Path], *, references: list[str] | None = None, num_tasks:
     """Meta-test each strategy of ``dirs`` (and the reference strategies) on the same
     held-out tasks; returns ``{"strategies", "improvement", "training"}``."""
     from adaptrl import runs
-    from adaptrl.evaluation.harness import evaluate_reference, evaluate_runs
+    from adaptrl.evaluation.harness import evaluate_reference, score_runs
     from adaptrl.evaluation.reference import supports
 
     if not dirs:
@@ -101,8 +101,7 @@ def compare(dirs: list[Path], *, references: list[str] | None = None, num_tasks:
                       and _supported(supports, r, tasks)]
     results, scores = [], []
     for label, paths in groups:
-        per: list[dict[str, np.ndarray]] = []
-        res = evaluate_runs(paths, num_tasks=num_tasks, steps=steps, seed=seed, scores_out=per)
+        res, per, _, _ = score_runs(paths, num_tasks=num_tasks, steps=steps, seed=seed)
         res["label"] = label
         results.append(res)
         scores.append([p[res["measure"]][:, -1] for p in per])

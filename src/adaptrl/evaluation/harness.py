@@ -93,12 +93,22 @@ def _check_sizes(num_tasks: int, steps: int) -> None:
 
 def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks: int = 40,
                   steps: int | None = None, seed: int = 0,
-                  task_changes: dict[str, Any] | None = None,
-                  scores_out: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
+                  task_changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Meta-test one or more runs of the same algorithm and family (one per seed), each
     from its newest checkpoint. ``task_changes`` moves the family's task distribution for
-    an out-of-distribution meta-test (only its ``DISTRIBUTION_OPTIONS``). ``scores_out``,
-    if given, receives each seed's per-task scores ``{measure: [num_tasks, K+1]}``."""
+    an out-of-distribution meta-test (only its ``DISTRIBUTION_OPTIONS``)."""
+    return score_runs(run_dirs, split=split, num_tasks=num_tasks, steps=steps, seed=seed,
+                      task_changes=task_changes)[0]
+
+
+def score_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks: int = 40,
+               steps: int | None = None, seed: int = 0,
+               task_changes: dict[str, Any] | None = None,
+               ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]], TaskFamily, Any]:
+    """:func:`evaluate_runs`'s result (recorded in the results store), with what it was
+    computed from: the per-task scores of each run (``{measure: [num_tasks, K+1]}``, one
+    dict per seed), the meta-test family and the first run's algorithm (for protocols and
+    comparisons that score them their own way)."""
     if not run_dirs:
         raise UserError("no run directory given")
     loaded = runs.iter_runs(run_dirs)
@@ -129,9 +139,7 @@ def evaluate_runs(run_dirs: Sequence[Path], *, split: Split = "test", num_tasks:
                      algorithm.curve_axis(), per_seed, split=split, num_tasks=num_tasks,
                      seed=seed, checkpoints=checkpoints, task_changes=changes)
     record_eval(result, family, run_dirs, seed=seed)
-    if scores_out is not None:
-        scores_out.extend(per_seed)
-    return result
+    return result, per_seed, family, algorithm
 
 
 def evaluate_reference(name: str, family: TaskFamily, family_name: str, *, steps: int,
@@ -142,8 +150,8 @@ def evaluate_reference(name: str, family: TaskFamily, family_name: str, *, steps
     """Score a reference strategy (random, UCB1, Gittins, PSRL, ...) exactly as a learned
     agent: a trial of ``steps + 1`` episodes on the same held-out tasks. ``family`` is the
     registered family ``family_name`` with its options, ``task_changes`` those options
-    that differ from a run's (or the registry's) for the record; ``scores_out`` as in
-    :func:`evaluate_runs`."""
+    that differ from a run's (or the registry's) for the record; ``scores_out``, if given,
+    receives the per-task scores (as :func:`score_runs` returns them)."""
     from adaptrl.evaluation.reference import reference_curve
 
     _check_sizes(num_tasks, steps)

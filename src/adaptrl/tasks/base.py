@@ -226,6 +226,20 @@ class RegressionFamily(TaskFamily):
 
 
 # ---- registry ------------------------------------------------------------------------
+#: Meta-World v3's 50 task types (``metaworld.ML1.ENV_NAMES`` without "-v3"), as data so
+#: that listing the ml1-* families imports nothing
+ML1_TASKS = tuple("""
+    assembly basketball bin-picking box-close button-press-topdown button-press-topdown-wall
+    button-press button-press-wall coffee-button coffee-pull coffee-push dial-turn
+    disassemble door-close door-lock door-open door-unlock hand-insert drawer-close
+    drawer-open faucet-open faucet-close hammer handle-press-side handle-press
+    handle-pull-side handle-pull lever-pull pick-place-wall pick-out-of-hole pick-place
+    plate-slide plate-slide-side plate-slide-back plate-slide-back-side peg-insert-side
+    peg-unplug-side soccer stick-push stick-pull push push-wall push-back reach reach-wall
+    shelf-place sweep-into sweep window-open window-close""".split())
+_METAWORLD = "adaptrl.tasks.metaworld:MetaWorld"
+
+
 @dataclasses.dataclass(frozen=True)
 class FamilyEntry:
     name: str
@@ -266,6 +280,16 @@ REGISTRY: dict[str, FamilyEntry] = {e.name: e for e in [
                 "adaptrl.tasks.locomotion:AntGoal", "rl"),
     FamilyEntry("walker-params", "Walker2d, random body parameters (PEARL)",
                 "adaptrl.tasks.locomotion:WalkerParams", "rl"),
+    # Meta-World v3 (adaptrl.tasks.metaworld; the metaworld extra) and DeepMind Control
+    # (adaptrl.tasks.dmc; the dmc extra)
+    *[FamilyEntry(f"ml1-{t}", "Meta-World ML1, held-out goals",
+                  _METAWORLD, "rl", {"benchmark": "ML1", "env_name": t}) for t in ML1_TASKS],
+    *[FamilyEntry(f"ml{n}", f"Meta-World ML{n}, 5 held-out types",
+                  _METAWORLD, "rl", {"benchmark": f"ML{n}"}) for n in (10, 25, 45)],
+    FamilyEntry("dmc-cheetah-vel", "DMC cheetah, target speed U[0, 4]",
+                "adaptrl.tasks.dmc:DMCCheetahVel", "rl"),
+    FamilyEntry("dmc-walker-mass", "DMC walker-walk, masses x 2^U[-1, 1]",
+                "adaptrl.tasks.dmc:DMCWalkerMass", "rl"),
 ]}
 
 
@@ -333,6 +357,9 @@ def family_entry(name: str) -> FamilyEntry:
         return REGISTRY[name]
     if ":" in name:
         return user_family(name)
+    if name.startswith("ml1-"):
+        raise UserError(f"unknown Meta-World task {name[4:]!r} in {name!r} (valid: "
+                        f"{', '.join(ML1_TASKS)})")
     raise UserError(f"unknown task family {name!r} (known: {', '.join(family_names())}; "
                     "or MODULE:CLASS for your own)")
 
