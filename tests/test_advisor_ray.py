@@ -20,6 +20,9 @@ from test_ray_sampler import cluster  # noqa: E402,F401  (the loopback 2-node cl
 from adaptrl.advisor.store import Store  # noqa: E402
 from adaptrl.cli import main  # noqa: E402
 
+#: every test that starts a Ray cluster runs in the same test process (pytest-xdist)
+pytestmark = pytest.mark.xdist_group("ray")
+
 GRID = """\
 algo: maml-vpg
 set: {algo.meta_batch_size: 2, algo.hidden: [8], algo.shots: 3, iterations: 2}

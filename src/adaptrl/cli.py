@@ -228,11 +228,25 @@ def listing_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ..
     return table
 
 
-def cmd_tasks(args) -> None:
+def family_rows() -> list[tuple[str, str, str]]:
+    """The rows of ``adaptrl tasks``: every registered family, the 50 Meta-World ML1
+    families as one row ``ml1-<task>`` (their task types are listed under the table)."""
     from adaptrl.tasks import REGISTRY  # names, kinds and descriptions only: no JAX
+    from adaptrl.tasks.base import ML1_TASKS
 
-    out.print(listing_table("task families", ("name", "kind", "description"),
-                            [(n, e.kind, e.description) for n, e in sorted(REGISTRY.items())]))
+    ml1 = {f"ml1-{t}" for t in ML1_TASKS}
+    rows = [(n, e.kind, e.description) for n, e in sorted(REGISTRY.items()) if n not in ml1]
+    first = REGISTRY.get(f"ml1-{ML1_TASKS[0]}")
+    if first is not None:
+        rows.append(("ml1-<task>", first.kind, first.description))
+    return sorted(rows)
+
+
+def cmd_tasks(args) -> None:
+    from adaptrl.tasks.base import ML1_TASKS
+
+    out.print(listing_table("task families", ("name", "kind", "description"), family_rows()))
+    out.print(f"ml1-<task>: <task> is one of {', '.join(sorted(ML1_TASKS))}")
 
 
 def cmd_algos(args) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,9 @@ def curve_figure(results: list[dict[str, Any]], *, title: str | None = None,
     ax.set_ylim(lo - pad, hi + pad)
     # one label per distinct axis (RL²'s episodes beside MAML's gradient steps: say both)
     axes = {r.get("axis") or r.get("unit", "").replace("_", " "): r["algo"] for r in results}
-    ax.set_xlabel(axes.popitem()[0] if len(axes) == 1 else
-                  "\n".join(f"{algo}: {axis}" for axis, algo in axes.items()))
+    label = axes.popitem()[0] if len(axes) == 1 else \
+        "\n".join(f"{algo}: {axis}" for axis, algo in axes.items())
+    ax.set_xlabel("\n".join(textwrap.fill(line, 75) for line in label.split("\n")))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(first.get("measure", "return"))
     changed = ", ".join(f"tasks.{k}={v}" for k, v in first.get("task_changes", {}).items())
