@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -213,7 +214,8 @@ def train_run(run_dir: Path, *, resume: bool, label: str, iterations: int | None
         raise _Stopped(stop.signum, run_dir, int(state["iteration"]), total)
 
 
-def listing_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+def listing_table(title: str, columns: tuple[str, ...],
+                  rows: Sequence[tuple[str, ...]]) -> Table:
     """A name/kind/description table; a description too long for the terminal ends in an
     ellipsis rather than wrapping."""
     table = Table(title=title)

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from adaptrl.errors import UserError
-from adaptrl.sampling.host import SamplerError, WorkerCore
+from adaptrl.sampling.workers import SamplerError, WorkerCore
 from adaptrl.tasks.base import HostFamily
 
 
