@@ -27,3 +27,16 @@ def load(target: str | Any) -> Any:
         raise UserError(f"cannot import {module} for {target} ({e})") from None
     except AttributeError:
         raise UserError(f"{module} has no attribute {attr!r} (for {target})") from None
+
+
+def optional(module: str, *, needed_by: str, extra: str) -> Any:
+    """The module ``module`` of an optional extra, or a one-line :class:`UserError` naming
+    the ``pip install`` that provides it."""
+    package = module.split(".")[0]
+    try:
+        importlib.import_module(package)  # first: a cached submodule must not hide its absence
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise UserError(f"{needed_by} need the {package.replace('_', '-')} "
+                        f"package ({e}); install it with: pip install \"adaptrl[{extra}]\""
+                        ) from None

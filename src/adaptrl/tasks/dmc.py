@@ -32,22 +32,16 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from adaptrl import lazy
 from adaptrl.errors import UserError
 from adaptrl.tasks.base import HostFamily, Task
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-INSTALL = 'pip install "adaptrl[dmc]"'
-
-
 def import_suite():
     """``dm_control.suite``, or a one-line error saying which extra installs it."""
-    try:
-        from dm_control import suite
-    except ImportError as e:
-        raise UserError(f"DeepMind Control families need the dm-control package ({e}); "
-                        f"install it with: {INSTALL}") from None
-    return suite
+    return lazy.optional("dm_control.suite", needed_by="DeepMind Control families",
+                         extra="dmc")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from adaptrl import lazy
 from adaptrl.errors import UserError
 from adaptrl.tasks.base import _TRAIN_STREAM, ML1_TASKS, HostFamily, Split, Task
 
@@ -55,17 +56,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # nothing renders; no display is need
 #: the benchmarks of the package, by the name of their class in ``metaworld``
 BENCHMARKS = ("ML1", "ML10", "ML25", "ML45")
 REWARD_VERSIONS = ("v1", "v2")
-INSTALL = 'pip install "adaptrl[metaworld]"'
 
 
 def import_metaworld():
     """The ``metaworld`` module, or a one-line error saying which extra installs it."""
-    try:
-        import metaworld
-    except ImportError as e:
-        raise UserError(f"Meta-World families need the metaworld package ({e}); "
-                        f"install it with: {INSTALL}") from None
-    return metaworld
+    return lazy.optional("metaworld", needed_by="Meta-World families", extra="metaworld")
 
 
 def metaworld_version() -> str:
