@@ -328,10 +328,11 @@ def _state_defaults(config) -> None:
 
 
 def cmd_check(args) -> int:
+    from adaptrl import config as cfg
     from adaptrl.tasks import make_family
     from adaptrl.tasks.check import check_family
 
-    family = make_family(args.family, _task_sets(args.set, command="check"))
+    family = make_family(args.family, cfg.task_sets(args.set, command="check"))
     problems = check_family(family)
     if problems:
         for problem in problems:
@@ -400,27 +401,15 @@ def _curve_table(result: dict) -> Table:
     return table
 
 
-def _task_sets(items: list[str], *, command: str = "eval") -> dict:
-    """``--set tasks.KEY=VALUE`` items (of ``eval`` or ``check``) as ``{KEY: VALUE}``."""
-    from adaptrl import config as cfg
-
-    options = {}
-    for item in items:
-        path, value = cfg.parse_set(item)
-        if len(path) != 2 or path[0] != "tasks":
-            raise UserError(f"{command} --set takes only tasks.KEY=VALUE, got {cfg.short(item)}")
-        options[path[1]] = value
-    return options
-
-
 def cmd_eval(args) -> None:
+    from adaptrl import config as cfg
     from adaptrl import runs
     from adaptrl.evaluation.harness import evaluate_reference, evaluate_runs, jsonable
     from adaptrl.evaluation.plots import plot_curves
     from adaptrl.tasks import make_family, meta_test_family
 
     results = []
-    changes = _task_sets(args.set)
+    changes = cfg.task_sets(args.set, command="eval")
     if args.protocol == "metaworld":
         return _eval_metaworld(args, changes)
     args.num_tasks = 40 if args.num_tasks is None else args.num_tasks

@@ -242,3 +242,15 @@ def parse_set(item: str) -> tuple[list[str], Any]:
         value = raw  # not YAML: take it as a plain string
     _check_size(value, f"--set {key.strip()[:MAX_SHOWN]}")
     return key.strip().split("."), value
+
+
+def task_sets(items: list[str], *, command: str) -> dict[str, Any]:
+    """``--set tasks.KEY=VALUE`` items of a command that takes only family options (``eval``,
+    ``check``, ``advise``, ``sweep``) as ``{KEY: VALUE}``."""
+    options = {}
+    for item in items:
+        path, value = parse_set(item)
+        if len(path) != 2 or path[0] != "tasks":
+            raise UserError(f"{command} --set takes only tasks.KEY=VALUE, got {short(item)}")
+        options[path[1]] = value
+    return options

@@ -34,18 +34,6 @@ def _store_path(args) -> Path:
     return path
 
 
-def _task_options(items: list[str]) -> dict[str, Any]:
-    from adaptrl import config as cfg
-
-    options = {}
-    for item in items:
-        path, value = cfg.parse_set(item)
-        if len(path) != 2 or path[0] != "tasks":
-            raise UserError(f"--set takes only tasks.KEY=VALUE, got {cfg.short(item)}")
-        options[path[1]] = value
-    return options
-
-
 # ---- store ------------------------------------------------------------------------------
 def cmd_store(args) -> None:
     from adaptrl.advisor.store import rebuild
@@ -103,11 +91,12 @@ def cmd_compare(args) -> None:
 
 # ---- advise -----------------------------------------------------------------------------
 def cmd_advise(args) -> None:
+    from adaptrl import config as cfg
     from adaptrl.advisor.advise import advise
 
     out, err = _consoles()
     path = _store_path(args)
-    report = advise(args.tasks, _task_options(args.set), path=path,
+    report = advise(args.tasks, cfg.task_sets(args.set, command="advise"), path=path,
                     candidates=Path(args.candidates) if args.candidates else None,
                     budget=args.budget, out_dir=Path(args.out) if args.out else None,
                     log=(lambda msg: err.print(msg, markup=False)) if not args.json else None)
@@ -124,6 +113,7 @@ def cmd_advise(args) -> None:
 def cmd_sweep(args) -> None:
     from rich.table import Table
 
+    from adaptrl import config as cfg
     from adaptrl.advisor.sweep import load_grid, sweep
 
     out, err = _consoles()
@@ -137,7 +127,7 @@ def cmd_sweep(args) -> None:
                   markup=False)
 
     results = sweep(args.tasks, strategies, seeds=args.seeds, root=root, evaluation=ev,
-                    task_sets=_task_options(args.set), ray_address=args.ray,
+                    task_sets=cfg.task_sets(args.set, command="sweep"), ray_address=args.ray,
                     workers=args.workers, on_trial=report)
     if args.json:
         print(json.dumps(results, allow_nan=False))
