@@ -1,6 +1,7 @@
-"""``adaptrl sweep`` on a real 2-node Ray cluster on loopback (the cluster fixture of
-tests/test_ray_sampler.py: 127.0.0.1 only) records the same results as the same sweep run
-locally; a sweep run again reads its finished trials back and reruns only what is missing.
+"""``adaptrl sweep`` on a real 2-node Ray cluster on loopback (the session fixture
+``cluster`` of tests/conftest.py, see tests/ray_cluster.py: 127.0.0.1 only) records the
+same results as the same sweep run locally; a sweep run again reads its finished trials
+back and reruns only what is missing.
 
 The Ray workers import adaptrl and Ray Tune from the test's ``PYTHONPATH``."""
 
@@ -14,8 +15,6 @@ import pytest
 
 pytest.importorskip("ray")
 pytest.importorskip("ray.tune", exc_type=ImportError)
-
-from test_ray_sampler import cluster  # noqa: E402,F401  (the loopback 2-node cluster)
 
 from adaptrl.advisor.store import Store  # noqa: E402
 from adaptrl.cli import main  # noqa: E402
@@ -48,7 +47,7 @@ def _recorded(path: Path) -> dict[str, tuple]:
     return runs
 
 
-def test_ray_sweep_records_what_the_local_sweep_records_and_resumes(cluster, tmp_path,  # noqa: F811
+def test_ray_sweep_records_what_the_local_sweep_records_and_resumes(cluster, tmp_path,
                                                                      capsys):
     (tmp_path / "grid.yaml").write_text(GRID)
     local = _sweep(tmp_path, "local", capsys=capsys)
