@@ -150,13 +150,15 @@ def test_registered_and_refuses_what_it_cannot_learn():
         PEARLConfig(meta_batch=0)
 
 
-#: point-nav's setting (PAPER["point-nav"]), shortened: one compilation serves the
-#: determinism, resume and learning tests
+#: point-nav's setting (PAPER["point-nav"]), shortened: one compilation (of the update, and of
+#: the adaptation curve on TEST_TASKS held-out goals) serves the determinism, resume and
+#: learning tests
 FAMILY = PointNav(horizon=20, train_pool=40)
 CONFIG = PEARLConfig(hidden=(32, 32), encoder_hidden=(32,), latent_dim=2, initial_episodes=2,
                      prior_episodes=1, posterior_episodes=1, train_steps=50, meta_batch=8,
                      batch_size=64, context_batch=32, buffer_size=400, lr=3e-3,
                      reward_scale=100.0)
+TEST_TASKS = 100
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +176,11 @@ def _run(update, state, n):
     return state, out
 
 
+#: the tests of the shared compilation run in one pytest-xdist worker, which compiles once
+shared_compilation = pytest.mark.xdist_group("pearl-point-nav")
+
+
+@shared_compilation
 def test_same_seed_same_numbers_and_exact_resume(point_nav, tmp_path):
     algo, update, curve = point_nav
     start = algo.init(key=jax.random.PRNGKey(0))
@@ -193,19 +200,20 @@ def test_same_seed_same_numbers_and_exact_resume(point_nav, tmp_path):
     assert m2 + m2b == m4
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight), strict=True):
         np.testing.assert_array_equal(a, b)
-    tasks, key = FAMILY.tasks("test", 3), jax.random.PRNGKey(1)
+    tasks, key = FAMILY.tasks("test", TEST_TASKS), jax.random.PRNGKey(1)
     c1, c2 = curve(resumed, tasks, key), curve(straight, tasks, key)
-    assert c1["return"].shape == (3, 2) and c1["success"].shape == (3, 2)
+    assert c1["return"].shape == (TEST_TASKS, 2) and c1["success"].shape == (TEST_TASKS, 2)
     np.testing.assert_array_equal(c1["return"], c2["return"])
 
 
+@shared_compilation
 def test_context_beats_the_prior_on_point_nav(point_nav):
     """After 30 short iterations on point-nav (40 training goals in [-0.5, 0.5]², 20-step
     episodes), acting with z from the posterior given one episode scores clearly above
     acting with z from the prior, on 100 held-out goals (measured: -8.9 and -7.3)."""
     algo, update, curve = point_nav
     state, _ = _run(update, algo.init(key=jax.random.PRNGKey(0)), 30)
-    ret = curve(state, FAMILY.tasks("test", 100), jax.random.PRNGKey(2))["return"]
+    ret = curve(state, FAMILY.tasks("test", TEST_TASKS), jax.random.PRNGKey(2))["return"]
     prior, posterior = float(ret[:, 0].mean()), float(ret[:, 1].mean())
     assert posterior > prior + 1.0, (prior, posterior)
 
