@@ -4,9 +4,12 @@ tasks. Records the commands, the wall time, the load average and the adaptation 
 docs/results/cartpole_tutorial_ALGO.md.
 
     python benchmarks/cartpole_tutorial.py maml-trpo --iterations 150
-    python benchmarks/cartpole_tutorial.py rl2 --iterations 450
+    python benchmarks/cartpole_tutorial.py rl2 --iterations 1000 --minutes 14.5
 
-Extra ``--set KEY=VALUE`` options go to ``adaptrl train``. The family is named as a user's
+Extra ``--set KEY=VALUE`` options go to ``adaptrl train``. With ``--minutes M`` training
+gets a SIGTERM after M minutes: it stops at the next iteration boundary with a checkpoint
+(``adaptrl train`` exits 143) and the last checkpoint is evaluated; the results say at
+which iteration it stopped. The family is named as a user's
 own, ``cartpole_tasks:CartPoleTarget``, with docs/tutorials on ``PYTHONPATH``.
 """
 
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -28,22 +32,39 @@ SETTINGS = {
     "maml-trpo": ["algo.meta_batch_size=20", "algo.episodes_per_task=10",
                   "algo.eval_episodes=10", "algo.hidden=[64,64]", "algo.inner_lr=0.1"],
     "rl2": ["algo.trials_per_iteration=64", "algo.trial_episodes=2", "algo.hidden=64",
-            "algo.minibatches=4", "tasks.sides=true"],
+            "algo.minibatches=4", "algo.privileged_critic=true", "algo.value_time=true",
+            "algo.reward_scale=0.1", "tasks.parking=true", "tasks.horizon=60"],
 }
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[str, float]:
+def run(cmd: list[str], env: dict[str, str], minutes: float | None = None
+        ) -> tuple[str, float]:
+    """Run ``cmd``; with ``minutes``, SIGTERM it after that long (exit 143 is then a stop
+    at an iteration boundary with a checkpoint, not a failure)."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{shlex.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    return proc.stdout, time.perf_counter() - t0
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=None if minutes is None else minutes * 60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate()
+    if proc.returncode and not (minutes is not None and proc.returncode == 143):
+        sys.exit(f"{shlex.join(cmd)} failed ({proc.returncode}): {err.strip()[-500:]}")
+    return out, time.perf_counter() - t0
+
+
+def last_iteration(out: str) -> int:
+    """The iteration of the run's last checkpoint."""
+    return max(int(p.stem.split("-")[1]) for p in (Path(out) / "checkpoints").glob("*.json"))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("algo", choices=sorted(SETTINGS))
     p.add_argument("--iterations", type=int, required=True)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="stop training (SIGTERM, checkpoint) after this many minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--num-tasks", type=int, default=100)
@@ -66,12 +87,18 @@ def main() -> None:
     if args.eval_only:  # the run exists: time its training from its files
         files = [Path(out) / "config.json", *sorted((Path(out) / "checkpoints").glob("*.json"))]
         train_s = files[-1].stat().st_mtime - files[0].stat().st_mtime
+        reached = last_iteration(out)
     else:
-        _, train_s = run(train, env)
+        _, train_s = run(train, env, args.minutes)
+    reached = last_iteration(out)
     load.append(os.getloadavg()[0])
     printed, eval_s = run(evaluate, env)
     load.append(os.getloadavg()[0])
     result = json.loads(printed)
+    iterations = f"{reached} iterations" if reached == args.iterations else (
+        f"stopped at iteration {reached} of {args.iterations}"
+        f"{f' by the {args.minutes:g}-minute limit' if args.minutes else ''}; the last "
+        f"checkpoint is evaluated")
     curve = result["curve"]
     first, last = curve[0], curve[-1]
     apart = last["ci_low"] > first["ci_high"]
@@ -87,7 +114,7 @@ def main() -> None:
         f"- machine: {machine()}; commit {git_commit()}",
         f"- 1-minute load average at start / after training / after eval: "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (the machine's 2 cores are shared)",
-        f"- wall time{' (training: config.json to the last checkpoint)' if args.eval_only else ''}: training {train_s / 60:.1f} min ({args.iterations} iterations, "
+        f"- wall time{' (training: config.json to the last checkpoint)' if args.eval_only else ''}: training {train_s / 60:.1f} min ({iterations}, "
         f"{args.workers} worker processes), evaluation {eval_s / 60:.1f} min", "",
         f"Held-out adaptation curve ({result['num_tasks']} test tasks, return per episode):",
         "", f"| {unit} | mean | IQM | 95% CI of IQM |", "|---|---|---|---|", *rows, "",

@@ -7,7 +7,7 @@ imports and trains it (tests/test_tutorials.py).
 import dataclasses
 from typing import ClassVar
 
-import numpy as np
+import gymnasium as gym
 
 from adaptrl.tasks.gymnasium import GymnasiumFamily
 
@@ -22,12 +22,15 @@ class CartPoleTarget(GymnasiumFamily):
     # range of the hidden target cart position (reward wrapper)
     pole_length: tuple[float, float] = (0.3, 0.8)
     # range of the pole's half-length (set on the environment before each reset)
-    sides: bool = False
-    # RL²'s variant: the target's sign hides a good side of the track, where a step past
-    # 0.25 from the centre earns 1 more; a trial must try a side once and can go straight
-    # to the good one in its later episodes
+    parking: bool = False
+    # RL²'s variant: the target's sign hides which side of the track pays; an episode that
+    # lasts its whole horizon and ends with the cart on that side earns 50 at its last step
 
     task_params: ClassVar[tuple[str, ...]] = ("target", "pole_length")
+
+    def build(self, task=None):
+        # RecordEpisodeStatistics marks an episode's last step with info["episode"]
+        return gym.wrappers.RecordEpisodeStatistics(super().build(task))
 
     def set_task(self, env, task):
         cartpole = env.unwrapped
@@ -36,6 +39,7 @@ class CartPoleTarget(GymnasiumFamily):
 
     def reward(self, task, obs, action, reward, next_obs, info):
         x, target = float(next_obs[0]), float(task["target"])
-        if self.sides:  # 1 per step alive, 1 more past 0.25 on the good side
-            return reward + float(abs(x) > 0.25 and x * target > 0)
+        if self.parking:  # 1 per step alive, 50 more for ending a full episode on the good side
+            full = info.get("episode", {}).get("l") == self.horizon
+            return reward + 50.0 * float(full and x * target > 0)
         return reward - abs(x - target)  # 1 per step alive, less the distance to the target

@@ -157,6 +157,20 @@ PAPER: dict[str, dict[str, Any]] = {
 }
 
 
+def trial_gae(reward, value, mask, *, discount: float, lam: float):
+    """GAE over one trial ``[S]``: only the trial's end is terminal, and the steps masked
+    after an early termination (``mask = 0``) are skipped, as if cut out, so an episode's
+    terminal step bootstraps from the next episode's first value. The values of masked
+    steps are never trained (the value loss is masked), so they must not enter the targets.
+    Masked steps get an advantage that the masked losses ignore; with no masked step this is
+    plain GAE with one terminal at the end."""
+    order = jnp.argsort(1.0 - mask, stable=True)  # real steps in their order, then masked
+    last_real = mask.sum().astype(jnp.int32) - 1
+    end = (jnp.arange(mask.shape[0]) >= last_real).astype(reward.dtype)
+    adv = gae(reward[order], value[order], end, discount=discount, lam=lam)
+    return jnp.zeros_like(adv).at[order].set(adv)
+
+
 def _minibatch_step(algo: RL2, carry, batch):
     """One Adam step of the PPO loss on a minibatch of whole trials."""
     params, opt_state = carry
@@ -242,11 +256,10 @@ class RL2(Algorithm):
                                    greedy=greedy)
 
     def _advantages(self, tr: Trial):
-        """GAE over each whole trial: only the trial's end is terminal."""
+        """GAE over each whole trial's real steps (:func:`trial_gae`)."""
         c = self.config
-        end = jnp.zeros_like(tr.reward).at[..., -1].set(1.0)
-        adv = jax.vmap(functools.partial(gae, discount=c.discount, lam=c.gae_lambda))(
-            tr.reward * c.reward_scale, tr.value, end)
+        adv = jax.vmap(functools.partial(trial_gae, discount=c.discount, lam=c.gae_lambda))(
+            tr.reward * c.reward_scale, tr.value, tr.mask)
         return adv, adv + tr.value
 
     # ---- PPO loss ----------------------------------------------------------------------
