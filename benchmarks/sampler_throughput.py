@@ -4,8 +4,9 @@
   with random actions (``action_space.sample()``), nothing else — the physics budget;
 * **ours**: the host sampler collecting MAML-style episodes of the ``cheetah-vel`` family
   (:class:`adaptrl.tasks.locomotion.CheetahVel`: HalfCheetah-v5 behind the Gymnasium
-  adapter and a reward wrapper) with a real policy (Gaussian MLP 100x100, one jitted call per step on all W * E
-  environments), W worker processes of E environments each.
+  adapter and a reward wrapper) with a real policy (Gaussian MLP 100x100), W worker
+  processes of E environments each, every worker running the policy on its own
+  environments (one jitted call per step).
 
 Both step W * E environments for the same number of steps; W runs over 1 and 2 (and the
 core count). Overhead = 1 - ours / raw. With ``--before REV`` the sampler of git revision
@@ -138,8 +139,8 @@ def main() -> None:
         f"- 1-minute load average before and after each worker count: "
         f"{' / '.join(f'{x:.2f}' for x in load)} ",
         f"- {args.envs_per_worker} environments per worker, {args.steps} steps each; ours: "
-        "the host sampler with a Gaussian MLP 100x100 policy (one jitted call per step on "
-        "all environments), HalfCheetah-v5 behind the Gymnasium adapter and a reward "
+        "the host sampler with a Gaussian MLP 100x100 policy (each worker runs it on its "
+        "own environments, one jitted call per step), HalfCheetah-v5 behind the Gymnasium adapter and a reward "
         "wrapper; raw: SyncVectorEnv per process with random actions", "",
         head, "|" + "---|" * (head.count("|") - 1),
         *[f"| {w} | {r:,.0f} | {o:,.0f} | {100 * (1 - o / r):.1f}% |"

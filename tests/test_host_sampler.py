@@ -105,23 +105,38 @@ def test_autoreset_is_explicit_and_finished_episodes_are_frozen():
 
 
 def test_same_seed_same_trajectories_for_any_number_of_workers(point_pair):
-    """Seeds and action noise follow the keys, not the workers: 1 or 2 workers, two runs,
-    the same arrays; other keys, other arrays."""
+    """Seeds, action noise and the policy's arithmetic follow the keys and the slots, not
+    the workers: 1 or 2 workers (each really stepping part of the slots), two runs, the
+    same arrays bit for bit — shared and per-task parameters, episodes and trials; other
+    keys, other arrays."""
     _, family, _, tasks, two_workers = point_pair
     policy = policies.policy_for(family.observation_space, family.action_space, hidden=(4,))
     params = policy.init(key=jax.random.PRNGKey(0))
+    batched = jax.tree.map(lambda x: jnp.stack([x, x + 0.1, x - 0.1]), params)
+    rp = policies.RecurrentPolicy(trial_rules.input_dim(family),
+                                  trial_rules.action_encoding_dim(family.action_space),
+                                  False, hidden=4)
+    rparams = rp.init(key=jax.random.PRNGKey(0))
+    many = jax.tree.map(lambda x: jnp.tile(x, 7)[:20], tasks)  # 20 trials: two chunks
     keys = jax.random.split(jax.random.PRNGKey(5), 3)
+
+    def collect(sampler, keys=keys):
+        return (sampler.episodes(policy, params, tasks, keys=keys, num=12, per_task=False),
+                sampler.episodes(policy, batched, tasks, keys=keys, num=12),
+                sampler.trials(rp, rparams, many, keys=jax.random.split(keys[0], 20),
+                               episodes=2))
+
     one_worker = HostSampler(family, SamplerSettings(workers=1))
     try:
-        out = [s.episodes(policy, params, tasks, keys=keys, num=2, per_task=False)
-               for s in (one_worker, two_workers, two_workers)]
+        out = [collect(one_worker), collect(two_workers)]
+        assert len(two_workers._pool) == 2  # 36 slots are 3 chunks: both workers step
+        out.append(collect(two_workers))
     finally:
         one_worker.close()
     for other in out[1:]:
         jax.tree.map(np.testing.assert_array_equal, out[0], other)
-    different = two_workers.episodes(policy, params, tasks, keys=jax.random.split(
-        jax.random.PRNGKey(6), 3), num=2, per_task=False)
-    assert not np.array_equal(different.action, out[0].action)
+    different = collect(two_workers, jax.random.split(jax.random.PRNGKey(6), 3))
+    assert not np.array_equal(different[0].action, out[0][0].action)
 
 
 def _collect_one(family, workers=2):
@@ -151,7 +166,8 @@ def test_a_non_finite_reward_is_one_line_naming_the_task():
 
 
 def test_a_worker_that_dies_is_one_line_naming_its_tasks():
-    with pytest.raises(SamplerError, match=r"worker 0 stepping task 0: its worker process "
+    # both slots are one policy chunk, so one worker steps both tasks
+    with pytest.raises(SamplerError, match=r"worker 0 stepping tasks 0-1: its worker process "
                                            r"died \(exit code 3\)"):
         _collect_one(Ticks(crash=(1.0, 1.0)))
 
@@ -218,3 +234,20 @@ def test_sampler_settings_are_run_config_but_not_identity():
     # a run written before samplers existed still loads
     old = {k: v for k, v in config.to_json().items() if k != "sampler"}
     assert runs.config_from_json(old, source="old.json").sampler == SamplerSettings()
+
+
+def test_policy_chunks_cover_every_slot_once_and_never_mix_parameters():
+    from adaptrl.sampling.worker_rollouts import CHUNK, _layout, chunks
+
+    assert chunks(3, 12, shared=True) == (16, [(0, 16), (0, 16), (0, 4)])
+    assert chunks(2, 20, shared=False) == (10, [(0, 10), (0, 10), (1, 10), (1, 10)])
+    assert chunks(2, 3, shared=False) == (3, [(0, 3), (1, 3)])
+    for tasks, per_task, shared in [(5, 7, False), (4, 33, False), (9, 5, True)]:
+        size, parts = chunks(tasks, per_task, shared)
+        assert size <= CHUNK and sum(c for _, c in parts) == tasks * per_task
+        if not shared:  # a chunk's slots are one task's: its parameters
+            owner = np.repeat([t for t, _ in parts], [c for _, c in parts])
+            np.testing.assert_array_equal(owner, np.repeat(np.arange(tasks), per_task))
+        index, gather, real = _layout(size, parts)
+        np.testing.assert_array_equal(gather[real], np.arange(tasks * per_task))
+        assert len(index) == len(parts) and len(gather) == len(parts) * size

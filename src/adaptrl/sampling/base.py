@@ -7,8 +7,8 @@ them (RL²) — and learns from what comes back. A sampler collects it:
 * :class:`JaxSampler` for JAX-native families: pure and jittable, so an algorithm's whole
   meta-iteration (collect, adapt, meta-update) stays one XLA program;
 * :class:`adaptrl.sampling.host.HostSampler` for host families (Gymnasium): environments
-  step in worker processes (or Ray actors); only the policy's action function is jitted,
-  one call per step on the whole batch.
+  step in worker processes (or Ray actors), each running the policy on its own block of
+  environments (one jitted call per step), one message each way per collection.
 
 Both return the same arrays (:class:`~adaptrl.sampling.rollout.Trajectory`,
 :class:`~adaptrl.sampling.trials.Trial`) with the same layout and masking rules, and both

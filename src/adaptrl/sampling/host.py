@@ -1,20 +1,20 @@
 """The host sampler: a host family's environments stepped in parallel worker processes
-(or Ray actors), the policy in one jitted call per step on the whole batch.
+(or Ray actors), each worker running the policy on its own block of environments.
 
 Layout. Every episode (MAML) or trial (RL²) of a collection has its own environment
-*slot*. The tasks are split into two halves, the *slot groups*; each group's slots are
-split into contiguous blocks, one per worker, and each worker steps its block of each group
-as one Gymnasium vector environment (``SyncVectorEnv``). The two groups are pipelined: the
-main process sends one group's actions, computes the other group's actions while the
-workers step the first (one jitted policy call per group and step), and so on, so the
-workers' physics never waits for the policy. The arrays that come back have exactly the
-layout and masking of the jitted samplers (:mod:`adaptrl.sampling.rollout`,
-:mod:`adaptrl.sampling.trials`).
+*slot*; the slots are split into contiguous blocks, one per worker, and each worker steps
+its block as one Gymnasium vector environment (``SyncVectorEnv``). A collection is one
+message to each worker — the policy, its parameters and the block's tasks, seeds and
+action keys — and one reply with the block's recorded arrays
+(:mod:`adaptrl.sampling.worker_rollouts`); the main process only plans and gathers. The
+arrays have exactly the layout and masking of the jitted samplers
+(:mod:`adaptrl.sampling.rollout`, :mod:`adaptrl.sampling.trials`).
 
 Seeding. Every random draw comes from the per-task keys the algorithm passes in: each
 episode's environment seed and each step's action noise are functions of its own key, not
-of the worker that steps it, so the same seed gives the same trajectories on every run, for
-any number of workers, locally or on Ray.
+of the worker that steps it, and each slot's action depends only on its own inputs, so the
+same seed gives the same trajectories on every run, for any number of workers, locally or
+on Ray.
 
 The workers — processes here, Ray actors in :mod:`adaptrl.sampling.ray_workers` — their
 explicit autoreset and their failure reports live in :mod:`adaptrl.sampling.workers`.
@@ -22,16 +22,13 @@ explicit autoreset and their failure reports live in :mod:`adaptrl.sampling.work
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from adaptrl import policies
-from adaptrl.sampling import trials as trial_rules
+from adaptrl.sampling import worker_rollouts
 from adaptrl.sampling.base import Sampler
 from adaptrl.sampling.rollout import Trajectory
 from adaptrl.sampling.settings import SamplerSettings
@@ -70,50 +67,11 @@ def _trial_plan(keys: jax.Array, steps: int):
     return jax.vmap(one_trial)(keys)
 
 
-def _act_episodes(policy, per_task, params, obs, keys):
-    """Actions and log-probabilities for ``obs [N, E, d]`` under per-task (or shared)
-    ``params`` — one step of :func:`adaptrl.sampling.rollout.episode` for every slot."""
-
-    def one(p, o, k):
-        dist = policy.apply(p, o)
-        action = policies.sample(dist, key=k)
-        return action, policies.log_prob(dist, action)
-
-    per_episode = jax.vmap(one, in_axes=(None, 0, 0))
-    return jax.vmap(per_episode, in_axes=(0 if per_task else None, 0, 0))(params, obs, keys)
-
-
-def _act_trials(policy, greedy, params, h, obs, prev_action, prev_reward, prev_done, keys,
-                context):
-    """One policy step of every trial: ``(inputs, new memory, action, log_prob, value)``."""
-
-    def one(h, o, pa, pr, pd, k, c):
-        x = trial_rules.make_input(o, pa, pr, pd)
-        return (x, *trial_rules.act(policy, params, c, greedy, h, x, k))
-
-    ctx_axis = None if context is None else 0
-    return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, ctx_axis))(
-        h, obs, prev_action, prev_reward, prev_done, keys, context)
-
-
-def _remember(action_space, alive, h_new, h, action, reward, ended, prev_action, prev_reward,
-              prev_done):
-    fn = functools.partial(trial_rules.remember, action_space)
-    return jax.vmap(fn)(alive, h_new, h, action, reward, ended, prev_action, prev_reward,
-                        prev_done)
-
-
 class HostSampler(Sampler):
     """Collects episodes and trials of a :class:`~adaptrl.tasks.base.HostFamily` in worker
     processes (``settings.workers``, default one per core) or on a Ray cluster
-    (``settings.ray``). Workers start on the first collection and are reused.
-
-    The tasks of a collection are split into two halves, each a *slot group* spread over
-    all workers, and the two are stepped in a pipeline: while the workers step one
-    group's physics, the main process computes the other group's actions (and records its
-    step), so neither the policy call nor the pipe's round trip leaves the workers idle.
-    The split depends only on the number of tasks, never on the workers, so the same seed
-    gives the same arrays for any number of them."""
+    (``settings.ray``). Workers start on the first collection and are reused; each runs
+    the policy on its block of slots, so a collection costs one message each way."""
 
     jittable = False
 
@@ -121,27 +79,21 @@ class HostSampler(Sampler):
         self.family = family
         self.settings = settings or SamplerSettings()
         self._pool: Any = None
-        self._blocks: list[list[np.ndarray]] = []  # [group][worker]: global slot indices
+        self._blocks: list[np.ndarray] = []  # [worker]: global slot indices
+        self._chunks: list[tuple[int, list]] = []  # [worker]: (size, its policy chunks)
         self._plan_episodes = jax.jit(_episode_plan, static_argnums=(1, 2))
         self._plan_trials = jax.jit(_trial_plan, static_argnums=(1,))
-        self._act_episodes = jax.jit(_act_episodes, static_argnums=(0, 1))
-        self._act_trials = jax.jit(_act_trials, static_argnums=(0, 1))
-        self._remember = jax.jit(functools.partial(_remember, family.action_space))
 
     # ---- workers ------------------------------------------------------------------------
     def num_workers(self) -> int:
         return self.settings.workers or os.cpu_count() or 1
 
-    @staticmethod
-    def _task_groups(n: int) -> list[slice]:
-        """The tasks of each slot group: two halves (one group for a single task)."""
-        return [slice(0, n)] if n < 2 else [slice(0, n // 2), slice(n // 2, n)]
-
-    def _start(self, groups: list[slice], per_task: int) -> None:
-        """Workers for the slot groups of ``groups`` (task ranges, ``per_task`` slots
-        each), restarted if their number changes."""
-        sizes = [(g.stop - g.start) * per_task for g in groups]
-        n = max(1, min(self.num_workers(), *sizes))
+    def _start(self, plan: tuple[int, list[tuple[int, int]]]) -> None:
+        """Workers for a collection's policy chunks (:func:`worker_rollouts.chunks`; at
+        most one worker per chunk), restarted if their number changes; each worker gets
+        a contiguous run of whole chunks."""
+        size, chunks = plan
+        n = max(1, min(self.num_workers(), len(chunks)))
         if self._pool is None or len(self._pool) != n:
             self.close()
             if self.settings.ray:
@@ -150,17 +102,19 @@ class HostSampler(Sampler):
                 self._pool = RayPool(self.family, n, self.settings.ray, self.settings.timeout)
             else:
                 self._pool = ProcessPool(self.family, n, self.settings.timeout)
-        self._blocks = [np.array_split(np.arange(g.start * per_task, g.stop * per_task), n)
-                        for g in groups]
+        ends = np.cumsum([c for _, c in chunks])
+        self._chunks, self._blocks = [], []
+        for part in np.array_split(np.arange(len(chunks)), n):
+            first = int(ends[part[0]] - chunks[part[0]][1])
+            self._chunks.append((size, [chunks[j] for j in part]))
+            self._blocks.append(np.arange(first, int(ends[part[-1]])))
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
 
-    def _describers(self, group: int, tasks: list[dict], per_task: int):
-        blocks = self._blocks[group]
-
+    def _describers(self, tasks: list[dict], per_task: int):
         def task_name(slot: int) -> str:
             i = slot // per_task
             params = ", ".join(f"{k}={float(np.asarray(v).reshape(-1)[0]):.4g}"
@@ -169,26 +123,21 @@ class HostSampler(Sampler):
             return f"task {i} ({params})" if params else f"task {i}"
 
         def describe(w: int) -> str:
-            block = blocks[w]
+            block = self._blocks[w]
             first, last = int(block[0]) // per_task, int(block[-1]) // per_task
             where = f"task {first}" if first == last else f"tasks {first}-{last}"
             return f"{getattr(self.family, 'env_id', 'host')} worker {w} stepping {where}"
 
         return task_name, describe
 
-    def _send(self, group: int, command: str, per_worker: list[tuple], tasks: list[dict],
-              per_task: int) -> Any:
-        _, describe = self._describers(group, tasks, per_task)
+    def _collect(self, command: str, per_worker: list[tuple], tasks: list[dict],
+                 per_task: int, steps: int) -> dict[str, np.ndarray]:
+        """Run ``command`` on every worker's block; its arrays, blocks concatenated in
+        slot order."""
+        task_name, describe = self._describers(tasks, per_task)
         try:
-            return self._pool.send([(command, (group, *p)) for p in per_worker], describe)
-        except SamplerError:
-            self.close()
-            raise
-
-    def _receive(self, group: int, sent: Any, tasks: list[dict], per_task: int) -> list[Any]:
-        task_name, describe = self._describers(group, tasks, per_task)
-        try:
-            replies = self._pool.receive(sent, len(self._blocks[group]), describe)
+            sent = self._pool.send([(command, p) for p in per_worker], describe)
+            replies = self._pool.receive(sent, len(per_worker), describe, steps)
         except SamplerError:
             self.close()
             raise
@@ -197,49 +146,18 @@ class HostSampler(Sampler):
             if status == "env_error":
                 slot, message = value
                 self.close()
-                raise SamplerError(f"{task_name(int(self._blocks[group][w][slot]))}: {message}")
+                raise SamplerError(f"{task_name(int(self._blocks[w][slot]))}: {message}")
             if status == "error":
                 self.close()
                 raise SamplerError(f"{describe(w)}: {value}")
             out.append(value)
-        return out
-
-    def _reset_calls(self, group: int, tasks: list[dict], seeds: np.ndarray) -> list[tuple]:
-        return [([tasks[i] for i in b], [int(seeds[i]) for i in b])
-                for b in self._blocks[group]]
-
-    def _reset(self, group: int, tasks: list[dict], seeds: np.ndarray,
-               per_task: int) -> np.ndarray:
-        calls = self._reset_calls(group, tasks, seeds)
-        sent = self._send(group, "reset", calls, tasks, per_task)
-        return np.concatenate(self._receive(group, sent, tasks, per_task))
-
-    def _send_step(self, group: int, actions: np.ndarray, tasks: list[dict], per_task: int,
-                   reset_seeds: np.ndarray | None = None) -> Any:
-        """Start one step of ``group`` (``actions`` for its slots, in order); with
-        ``reset_seeds`` (for every slot of the collection) its block is reset after it."""
-        first = int(self._blocks[group][0][0])
-        calls = []
-        for b, reset in zip(self._blocks[group], self._reset_calls(group, tasks, reset_seeds)
-                            if reset_seeds is not None else [None] * len(self._blocks[group]),
-                            strict=True):
-            calls.append((actions[b - first], reset))
-        return self._send(group, "step", calls, tasks, per_task)
-
-    def _receive_step(self, group: int, sent: Any, tasks: list[dict], per_task: int):
-        parts = self._receive(group, sent, tasks, per_task)
-        return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+        return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
 
     def simulator_steps(self) -> np.ndarray:
         """Simulator steps taken by every slot's environment so far (a test aid)."""
-        calls = [("simulator_steps", ()) for _ in self._blocks[0]]
-        per_worker = [v for _, v in self._pool.receive(self._pool.send(calls, str),
-                                                       len(calls), str)]
-        steps = np.zeros(sum(len(b) for blocks in self._blocks for b in blocks), int)
-        for g, blocks in enumerate(self._blocks):
-            for w, b in enumerate(blocks):
-                steps[b] = per_worker[w][g]
-        return steps
+        calls = [("simulator_steps", ()) for _ in self._blocks]
+        replies = self._pool.receive(self._pool.send(calls, str), len(calls), str)
+        return np.concatenate([np.asarray(v, int) for _, v in replies])
 
     @staticmethod
     def _task_list(tasks: Any, repeat: int) -> list[dict[str, np.ndarray]]:
@@ -250,54 +168,27 @@ class HostSampler(Sampler):
 
     # ---- MAML: episodes under per-task parameters ---------------------------------------
     def episodes(self, policy, params, tasks, *, keys, num, per_task=True):
-        n = int(keys.shape[0])
-        T = self.family.horizon
+        n, T = int(keys.shape[0]), self.family.horizon
         seeds, act_keys = self._plan_episodes(keys, num, T)
-        seeds, act_keys = np.asarray(seeds).reshape(n * num), np.asarray(act_keys)
+        seeds = np.asarray(seeds).reshape(n * num)
+        act_keys = np.asarray(act_keys).reshape(n * num, T, -1)
         slot_tasks = self._task_list(tasks, num)
-        groups = self._task_groups(n)
-        self._start(groups, num)
-        obs = [self._reset(g, slot_tasks, seeds, num) for g in range(len(groups))]
-        group_params = [jax.tree.map(lambda x, s=s: x[s], params) if per_task else params
-                        for s in groups]
-        alive = [np.ones((s.stop - s.start) * num, bool) for s in groups]
-        rec = [{k: [] for k in Trajectory._fields} for _ in groups]
-        sent: list[Any] = [None] * len(groups)
-
-        def act(g: int, t: int) -> None:
-            m, s = len(alive[g]), groups[g]
-            action, log_prob = self._act_episodes(
-                policy, per_task, group_params[g], jnp.asarray(obs[g].reshape(
-                    s.stop - s.start, num, -1)), act_keys[s, :, t])
-            flat_action = np.asarray(action).reshape(m, *action.shape[2:])
-            sent[g] = self._send_step(g, flat_action, slot_tasks, num)
-            r = rec[g]
-            r["obs"].append(obs[g])
-            r["action"].append(flat_action)
-            r["log_prob"].append(np.asarray(log_prob).reshape(m))
-            r["mask"].append(alive[g].astype(np.float32))
-            r["t"].append(np.full(m, t, np.int32))
-
-        def observe(g: int) -> None:
-            next_obs, reward, terminated, truncated, success = self._receive_step(
-                g, sent[g], slot_tasks, num)
-            r, a = rec[g], alive[g]
-            r["reward"].append(np.where(a, reward, 0.0).astype(np.float32))
-            r["done"].append(terminated | ~a)  # a time limit is not terminal
-            r["success"].append(success & a)
-            alive[g] = a & ~(terminated | truncated)
-            obs[g] = next_obs
-
-        for t in range(T):
-            for g in range(len(groups)):
-                if t:
-                    observe(g)
-                act(g, t)
-        for g in range(len(groups)):
-            observe(g)
-        return Trajectory(**{k: jnp.asarray(np.concatenate(
-            [np.stack(r[k], 1).reshape(s.stop - s.start, num, T, *r[k][0].shape[1:])
-             for r, s in zip(rec, groups, strict=True)])) for k in Trajectory._fields})
+        self._start(worker_rollouts.chunks(n, num, shared=not per_task))
+        params = jax.device_get(params)
+        calls = []
+        for b, block in zip(self._blocks, self._chunks, strict=True):
+            if per_task:  # the block's tasks' parameters; chunks index them from 0
+                size, parts = block
+                first, last = parts[0][0], parts[-1][0]
+                block_params = jax.tree.map(lambda x, f=first, e=last: x[f:e + 1], params)
+                block = (size, [(t - first, c) for t, c in parts])
+            else:
+                block_params = jax.tree.map(lambda x: np.asarray(x)[None], params)
+            calls.append((policy, block_params, block, [slot_tasks[i] for i in b],
+                          [int(seeds[i]) for i in b], act_keys[b]))
+        out = self._collect("episodes", calls, slot_tasks, num, T)
+        return Trajectory(**{k: jax.numpy.asarray(v.reshape(n, num, *v.shape[1:]))
+                             for k, v in out.items()})
 
     # ---- RL²: trials with the recurrent state kept across episodes -----------------------
     def trials(self, policy, params, tasks, *, keys, episodes, greedy=False):
@@ -307,64 +198,12 @@ class HostSampler(Sampler):
         slot_tasks = self._task_list(tasks, 1)
         context = None
         if getattr(policy, "context_dim", 0):
-            context = jax.vmap(self.family.task_features)(tasks)
-        groups = self._task_groups(n)
-        self._start(groups, 1)
-        h, prev = [], []
-        for s in groups:
-            m = s.stop - s.start
-            h.append(jax.tree.map(lambda x, m=m: jnp.broadcast_to(x, (m, *x.shape)),
-                                  policy.initial_carry()))
-            prev.append([jnp.broadcast_to(x, (m, *x.shape))
-                         for x in trial_rules.initial_inputs(self.family)])
-        obs = [self._reset(g, slot_tasks, first_seed, 1) for g in range(len(groups))]
-        alive = [np.ones(s.stop - s.start, bool) for s in groups]
-        rec = [{k: [] for k in Trial._fields} for _ in groups]
-        sent: list[Any] = [None] * len(groups)
-        pending: list[Any] = [None] * len(groups)  # (new memory, action) of the step sent
-
-        def act(g: int, step: int) -> None:
-            sl = groups[g]
-            x, h_new, action, log_prob, value = self._act_trials(
-                policy, greedy, params, h[g], jnp.asarray(obs[g]), *prev[g],
-                act_keys[sl, step], None if context is None else context[sl])
-            np_action = np.asarray(action)
-            last = (step % T) + 1 == T and step + 1 < S  # the next episode of the same task
-            sent[g] = self._send_step(g, np_action, slot_tasks, 1,
-                                      reset_seeds[:, step] if last else None)
-            pending[g] = (h_new, action)
-            r = rec[g]
-            r["inputs"].append(np.asarray(x))
-            r["action"].append(np_action)
-            r["mask"].append(alive[g].astype(np.float32))
-            r["log_prob"].append(np.asarray(log_prob))
-            r["value"].append(np.asarray(value))
-
-        def observe(g: int, step: int) -> None:
-            next_obs, reward, terminated, truncated, success = self._receive_step(
-                g, sent[g], slot_tasks, 1)
-            end_of_episode = (step % T) + 1 == T
-            a = alive[g]
-            ended = (terminated | truncated | end_of_episode) & a
-            r = rec[g]
-            r["reward"].append(np.where(a, reward, 0.0).astype(np.float32))
-            r["done"].append(ended)
-            r["success"].append(success & a)
-            h_new, action = pending[g]
-            h[g], *prev[g] = self._remember(jnp.asarray(a), h_new, h[g], action,
-                                            jnp.asarray(reward), jnp.asarray(ended), *prev[g])
-            if end_of_episode:  # next_obs is the reset of the next episode (if any)
-                obs[g], alive[g] = next_obs, np.ones_like(a)
-            else:
-                obs[g] = np.where(a[:, None], next_obs, obs[g])
-                alive[g] = a & ~(terminated | truncated)
-
-        for step in range(S):
-            for g in range(len(groups)):
-                if step:
-                    observe(g, step - 1)
-                act(g, step)
-        for g in range(len(groups)):
-            observe(g, S - 1)
-        return Trial(**{k: jnp.asarray(np.concatenate([np.stack(r[k], 1) for r in rec]))
-                        for k in Trial._fields})
+            context = np.asarray(jax.vmap(self.family.task_features)(tasks))
+        self._start(worker_rollouts.chunks(n, 1, shared=True))
+        params = jax.tree.map(lambda x: np.asarray(x)[None], jax.device_get(params))
+        calls = [(policy, params, block, [slot_tasks[i] for i in b],
+                  [int(first_seed[i]) for i in b], act_keys[b], reset_seeds[b],
+                  None if context is None else context[b], T, greedy)
+                 for b, block in zip(self._blocks, self._chunks, strict=True)]
+        out = self._collect("trials", calls, slot_tasks, 1, S)
+        return Trial(**{k: jax.numpy.asarray(v) for k, v in out.items()})

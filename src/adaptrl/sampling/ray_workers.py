@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from adaptrl.errors import UserError
-from adaptrl.sampling.workers import SamplerError, WorkerCore
+from adaptrl.sampling.workers import SamplerError, WorkerCore, worker_environment
 from adaptrl.tasks.base import HostFamily
 
 
@@ -39,7 +39,6 @@ def check_reachable(address: str) -> tuple[str, int]:
 
 class _Actor:
     def __init__(self, family: HostFamily):
-        os.environ.setdefault("MUJOCO_GL", "egl")
         self.core = WorkerCore(family)
 
     def call(self, command: str, payload: tuple):
@@ -60,7 +59,8 @@ class RayPool:
             path = os.pathsep.join(p for p in sys.path if p)
             try:
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                         runtime_env={"env_vars": {"PYTHONPATH": path}})
+                         runtime_env={"env_vars": {"PYTHONPATH": path,
+                                                      **worker_environment()}})
             except Exception as e:  # noqa: BLE001 - Ray raises several types here
                 raise UserError(f"cannot connect to the Ray cluster at {address} "
                                 f"({type(e).__name__}: {' '.join(str(e).split())[:200]})"
@@ -76,15 +76,17 @@ class RayPool:
         actor runs its calls in the order they were made)."""
         return [a.call.remote(*call) for a, call in zip(self.actors, calls, strict=False)]
 
-    def receive(self, sent: list[Any], n: int, describe) -> list[Any]:
+    def receive(self, sent: list[Any], n: int, describe, steps: int = 1) -> list[Any]:
+        """The replies to :meth:`send`; an actor is hung when a collection of ``steps``
+        steps takes longer than ``steps`` times the timeout (actors send no heartbeat)."""
         ray = self.ray
         replies = []
         for w, ref in enumerate(sent[:n]):
             try:
-                replies.append(ray.get(ref, timeout=self.timeout))
+                replies.append(ray.get(ref, timeout=self.timeout * steps))
             except ray.exceptions.GetTimeoutError:
                 raise SamplerError(f"{describe(w)}: its Ray actor did not answer within "
-                                   f"{self.timeout:g} s") from None
+                                   f"{self.timeout * steps:g} s") from None
             except ray.exceptions.RayError as e:
                 raise SamplerError(f"{describe(w)}: its Ray actor failed "
                                    f"({type(e).__name__})") from None

@@ -25,9 +25,11 @@ import functools
 import multiprocessing as mp
 import os
 import sys
+import time
 import traceback
 import types
 import weakref
+from collections.abc import Callable
 from typing import Any, cast
 
 import gymnasium as gym
@@ -93,58 +95,49 @@ class _Slot(gym.Wrapper):
 
 class WorkerCore:
     """What a worker does, whatever carries its messages (a pipe or a Ray actor): keep a
-    vector environment of its block of each slot group and reset or step it on request."""
+    vector environment of its block of slots, and run a whole collection on it
+    (:mod:`adaptrl.sampling.worker_rollouts`: the policy runs here too).
+
+    ``beat`` is called once per step of a collection; a process worker sends a heartbeat
+    through it (at most one a second), so a worker is reported as hung only when one
+    *step* takes longer than the sampler's timeout."""
 
     def __init__(self, family: HostFamily):
         self.family = family
-        self.vecs: dict[int, gym.vector.SyncVectorEnv] = {}  # by slot group
+        self.vec: gym.vector.SyncVectorEnv | None = None
+        self.beat: Callable[[], None] = lambda: None
         space = family.action_space
         self._clip = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
 
-    def _ensure(self, group: int, n: int) -> gym.vector.SyncVectorEnv:
-        vec = self.vecs.get(group)
-        if vec is None or vec.num_envs != n:
-            if vec is not None:
-                vec.close()
+    def _ensure(self, n: int) -> gym.vector.SyncVectorEnv:
+        if self.vec is None or self.vec.num_envs != n:
+            if self.vec is not None:
+                self.vec.close()
             fns = [functools.partial(_make_slot, self.family, i) for i in range(n)]
-            vec = self.vecs[group] = gym.vector.SyncVectorEnv(
+            self.vec = gym.vector.SyncVectorEnv(
                 fns, copy=False, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
-        return vec
+        return self.vec
 
-    def reset(self, group: int, tasks: list[dict[str, np.ndarray]],
-              seeds: list[int]) -> np.ndarray:
-        vec = self._ensure(group, len(tasks))
-        obs, _ = vec.reset(seed=list[int | None](seeds), options={"tasks": tasks})
-        return np.asarray(obs, np.float32)
+    # ---- commands -----------------------------------------------------------------------
+    def episodes(self, *args) -> dict[str, np.ndarray]:
+        """A MAML collection on this block (:func:`worker_rollouts.episodes`)."""
+        from adaptrl.sampling import worker_rollouts
 
-    def step(self, group: int, actions: np.ndarray, then_reset: tuple | None = None):
-        """Step the group's block: Box actions clipped to the action space, then every
-        slot's observation and reward checked finite (a non-finite one names its slot).
-        With ``then_reset = (tasks, seeds)`` the block is reset after the step and the
-        reset's observations are returned (an RL² trial's next episode)."""
-        vec = self.vecs[group]
-        if self._clip is not None:
-            actions = np.clip(actions, *self._clip)
-        obs, reward, terminated, truncated, info = vec.step(actions)
-        obs, reward = np.asarray(obs, np.float32), np.asarray(reward, np.float32)
-        finite = np.isfinite(obs.reshape(len(obs), -1)).all(axis=1) & np.isfinite(reward)
-        if not finite.all():
-            raise _EnvFailure(int(np.argmin(finite)),
-                              "step returned a non-finite observation or reward")
-        success = np.asarray(info.get("success", np.zeros(len(reward))), bool)
-        if "_success" in info:
-            success = success & np.asarray(info["_success"], bool)
-        if then_reset is not None:
-            obs = self.reset(group, *then_reset)
-        return obs, reward, np.asarray(terminated, bool), np.asarray(truncated, bool), success
+        return worker_rollouts.episodes(self, *args)
 
-    def simulator_steps(self) -> dict[int, list[int]]:
-        return {g: [cast(_Slot, env).steps for env in vec.envs] for g, vec in self.vecs.items()}
+    def trials(self, *args) -> dict[str, np.ndarray]:
+        """An RL² collection on this block (:func:`worker_rollouts.trials`)."""
+        from adaptrl.sampling import worker_rollouts
+
+        return worker_rollouts.trials(self, *args)
+
+    def simulator_steps(self) -> list[int]:
+        return [cast(_Slot, env).steps for env in self.vec.envs] if self.vec else []
 
     def close(self) -> None:
-        for vec in self.vecs.values():
-            vec.close()
-        self.vecs = {}
+        if self.vec is not None:
+            self.vec.close()
+            self.vec = None
 
     def call(self, command: str, payload: tuple):
         """Run one command; environment failures come back as ``("env_error", ...)``."""
@@ -157,6 +150,35 @@ class WorkerCore:
             where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
             return "error", f"{type(e).__name__}: {e}{where}"
 
+    # ---- the block's environments (called by the collections) ---------------------------
+    def reset(self, tasks: list[dict[str, np.ndarray]], seeds: list[int]) -> np.ndarray:
+        vec = self._ensure(len(tasks))
+        obs, _ = vec.reset(seed=list[int | None](seeds), options={"tasks": tasks})
+        return np.array(obs, np.float32)  # a copy: the vector env reuses its buffers
+
+    def step(self, actions: np.ndarray, then_reset: tuple | None = None):
+        """Step the block: Box actions clipped to the action space, then every slot's
+        observation and reward checked finite (a non-finite one names its slot). With
+        ``then_reset = (tasks, seeds)`` the block is reset after the step and the reset's
+        observations are returned (an RL² trial's next episode)."""
+        vec = self.vec
+        assert vec is not None, "reset() first"
+        if self._clip is not None:
+            actions = np.clip(actions, *self._clip)
+        obs, reward, terminated, truncated, info = vec.step(actions)
+        # copies: the vector environment reuses its buffers (copy=False)
+        obs, reward = np.array(obs, np.float32), np.array(reward, np.float32)
+        finite = np.isfinite(obs.reshape(len(obs), -1)).all(axis=1) & np.isfinite(reward)
+        if not finite.all():
+            raise _EnvFailure(int(np.argmin(finite)),
+                              "step returned a non-finite observation or reward")
+        success = np.asarray(info.get("success", np.zeros(len(reward))), bool)
+        if "_success" in info:
+            success = success & np.asarray(info["_success"], bool)
+        if then_reset is not None:
+            obs = self.reset(*then_reset)
+        return obs, reward, np.array(terminated, bool), np.array(truncated, bool), success
+
 
 def _make_slot(family: HostFamily, slot: int) -> gym.Env:
     return _Slot(family.make_env(), slot)
@@ -164,8 +186,16 @@ def _make_slot(family: HostFamily, slot: int) -> gym.Env:
 
 def _worker_main(conn, family: HostFamily) -> None:
     """A worker process: serve commands until told to close or the pipe breaks."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
     core = WorkerCore(family)
+    last_beat = [time.monotonic()]
+
+    def beat() -> None:
+        now = time.monotonic()
+        if now - last_beat[0] >= 1.0:
+            last_beat[0] = now
+            conn.send(("beat", None))
+
+    core.beat = beat
     while True:
         try:
             command, payload = conn.recv()
@@ -181,6 +211,42 @@ def _worker_main(conn, family: HostFamily) -> None:
 
 
 # ---- worker pools -------------------------------------------------------------------------
+#: what a worker's environment variables add to the driver's: no display for MuJoCo, and
+#: JAX on one CPU thread (a worker runs the policy on its block; the cores are the
+#: workers', and the accelerator, if any, the learner's)
+WORKER_ENVIRONMENT = {"MUJOCO_GL": "egl", "JAX_PLATFORMS": "cpu",
+                      "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment variables a worker starts with (the driver's own ``MUJOCO_GL``
+    wins; ``XLA_FLAGS`` are appended to the driver's)."""
+    env = {"MUJOCO_GL": os.environ.get("MUJOCO_GL", WORKER_ENVIRONMENT["MUJOCO_GL"]),
+           "JAX_PLATFORMS": WORKER_ENVIRONMENT["JAX_PLATFORMS"]}
+    flags = os.environ.get("XLA_FLAGS", "")
+    env["XLA_FLAGS"] = f"{flags} {WORKER_ENVIRONMENT['XLA_FLAGS']}".strip()
+    jax = sys.modules.get("jax")  # the driver's persistent compilation cache, if it has one
+    cache = getattr(jax.config, "jax_compilation_cache_dir", None) if jax else None
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    return env
+
+
+@contextlib.contextmanager
+def _started_with(env: dict[str, str]):
+    """``os.environ`` with ``env`` while a spawned worker starts (it inherits them)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @contextlib.contextmanager
 def _without_main():
     """Start spawned workers without re-running the caller's ``__main__`` script (a script
@@ -205,7 +271,7 @@ class ProcessPool:
         for _ in range(n):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_worker_main, args=(child, family), daemon=True)
-            with _without_main():
+            with _without_main(), _started_with(worker_environment()):
                 proc.start()
             child.close()
             self.conns.append(parent)
@@ -225,27 +291,33 @@ class ProcessPool:
                 raise SamplerError(f"{describe(w)}: its worker process is gone "
                                    f"(exit code {self.procs[w].exitcode})") from None
 
-    def receive(self, sent: None, n: int, describe) -> list[Any]:
-        """The replies of workers ``0..n-1`` to their oldest unanswered calls."""
+    def receive(self, sent: None, n: int, describe, steps: int = 1) -> list[Any]:
+        """The replies of workers ``0..n-1`` to their oldest unanswered calls. A worker
+        is hung when neither a reply nor a heartbeat (one per second of a collection of
+        ``steps`` steps) comes within the timeout."""
         replies = []
         for w in range(n):
             conn, proc = self.conns[w], self.procs[w]
-            waited = 0.0
-            while not conn.poll(0.05):
-                waited += 0.05
-                if not proc.is_alive():
-                    proc.join(timeout=1)  # collect its exit code
+            while True:
+                waited = 0.0
+                while not conn.poll(0.05):
+                    waited += 0.05
+                    if not proc.is_alive():
+                        proc.join(timeout=1)  # collect its exit code
+                        raise SamplerError(f"{describe(w)}: its worker process died "
+                                           f"(exit code {proc.exitcode})")
+                    if waited > self.timeout:
+                        raise SamplerError(f"{describe(w)}: its worker process did not "
+                                           f"answer within {self.timeout:g} s")
+                try:
+                    reply = conn.recv()
+                except (EOFError, OSError):
+                    proc.join(timeout=1)
                     raise SamplerError(f"{describe(w)}: its worker process died "
-                                       f"(exit code {proc.exitcode})")
-                if waited > self.timeout:
-                    raise SamplerError(f"{describe(w)}: its worker process did not answer "
-                                       f"within {self.timeout:g} s")
-            try:
-                replies.append(conn.recv())
-            except (EOFError, OSError):
-                proc.join(timeout=1)
-                raise SamplerError(f"{describe(w)}: its worker process died "
-                                   f"(exit code {proc.exitcode})") from None
+                                       f"(exit code {proc.exitcode})") from None
+                if reply[0] != "beat":
+                    replies.append(reply)
+                    break
         return replies
 
     def close(self) -> None:
