@@ -125,9 +125,10 @@ def holdout_report(store_path, labels: list[str], *, default: str, bo_runs: int)
                      f"({', '.join(row['bo_runs'])}) {row['bo_regret']:.3f}")
     out = ["Scores are normalised per family: 0 = a uniformly random policy, 1 = the exact "
            "optimum (the best measured score where a family knows no optimum), both on the "
-           "same 40 held-out tasks; a candidate's score is its mean return after one "
-           "adaptation step on 20 held-out tasks (one training seed): MAML's return after "
-           "one gradient step on 5 episodes, RL²'s return in the second episode of a trial.",
+           "same 40 held-out tasks (the random policy over 10 episodes each); a candidate's "
+           "score is its mean return after three adaptation steps on those 40 tasks (one "
+           "training seed): MAML's return after three gradient steps on 5 episodes each, "
+           "RL²'s return in the fourth episode of a trial.",
            "",
            "| held-out family | candidates | Spearman | zero-shot regret | default regret | "
            "regret after 3 BO runs |", "|---|---|---|---|---|---|"]

@@ -2,8 +2,8 @@
 
 Family features are descriptive (spaces, horizon, discrete or continuous) and cheaply
 measured: a random policy's (for regression: the zero predictor's) performance on 40
-held-out tasks — its mean, its spread across tasks — and, where the family knows its exact
-optimum, the gap to it. They also fix the scale on which the advisor compares strategies
+held-out tasks (10 episodes each) — its mean, its spread across tasks — and, where the
+family knows its exact optimum, the gap to it. They also fix the scale on which the advisor compares strategies
 across families: :func:`normalised` maps a score to 0 at the random policy and 1 at the
 optimum (or the best score known for the family).
 
@@ -21,6 +21,10 @@ import numpy as np
 
 #: held-out tasks the cheap features are measured on
 FEATURE_TASKS = 40
+#: episodes of the random policy per task (a one-pull bandit episode is one Bernoulli draw:
+#: one episode per task would put the random level, the 0 of the normalised score, within
+#: about 0.08 of its true value)
+RANDOM_EPISODES = 10
 #: names of :func:`family_vector`'s entries
 FAMILY_FEATURES = ("log_obs_dim", "log_actions", "discrete", "regression", "log_horizon",
                    "spread_over_gap", "has_optimum")
@@ -61,9 +65,9 @@ def measure_family(tasks: str, family: Any) -> dict[str, Any]:
                    actions=int(space.n) if discrete else int(np.prod(space.shape)),
                    discrete=discrete, horizon=int(family.horizon))
         per = score_tasks(lambda batch, *, key: reference_curve(
-            "random", family, batch, key=key, episodes=1, family_name=tasks),
+            "random", family, batch, key=key, episodes=RANDOM_EPISODES, family_name=tasks),
             family, "test", FEATURE_TASKS, key=key)
-    random = np.asarray(per[family.measure])[:, 0]
+    random = np.asarray(per[family.measure]).mean(1)  # per task, over its episodes
     out["random_mean"] = float(random.mean())
     out["random_spread"] = float(random.std())
     out["has_optimum"] = bool(family.has_optimum)
