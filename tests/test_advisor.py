@@ -174,6 +174,56 @@ def test_gp_predicts_the_known_best_strategy_on_a_new_family():
     assert np.all(std > 0) and np.all(np.abs(mean - [truth[lr] for lr in lrs]) < 0.15)
 
 
+def test_columns_kernel_is_its_kernel_on_those_columns_with_exact_gradients():
+    from sklearn.gaussian_process.kernels import RBF
+
+    from adaptrl.advisor.kernels import Columns, kernel
+
+    X = np.random.default_rng(0).normal(size=(6, 5))
+    k = Columns(RBF(np.array([0.7, 2.0])), (1, 3))
+    np.testing.assert_allclose(k(X), RBF(np.array([0.7, 2.0]))(X[:, [1, 3]]))
+    np.testing.assert_allclose(k.diag(X), np.ones(6))
+    full = kernel(2, 3)
+    K, grad = full(X, eval_gradient=True)
+    assert grad.shape == (6, 6, len(full.theta))
+    eps = 1e-6
+    for i in range(len(full.theta)):  # d K / d log-hyperparameter, by central differences
+        up, down = full.theta.copy(), full.theta.copy()
+        up[i] += eps
+        down[i] -= eps
+        fd = (full.clone_with_theta(up)(X) - full.clone_with_theta(down)(X)) / (2 * eps)
+        np.testing.assert_allclose(grad[:, :, i], fd, atol=1e-6)
+
+
+def _family(i: int, discrete: bool) -> dict:
+    return {**_features(i), "discrete": discrete, "horizon": 10 if discrete else 100,
+            "obs_dim": 1 + i if discrete else 2, "actions": 3 + i if discrete else 2}
+
+
+#: (algo, options, iterations) of three strategies, and their true score on discrete and
+#: on continuous families: memory wins on the discrete ones, gradient steps on the others
+_STRATEGIES = {"rl2": ("rl2", {"hidden": 32, "trial_episodes": 2, "lr": 1e-3}, 60),
+               "trpo": ("maml-trpo", {"inner_lr": 0.1, "hidden": [16]}, 15),
+               "trpo-big-step": ("maml-trpo", {"inner_lr": 1.0, "hidden": [16]}, 15)}
+_TRUTH = {True: {"rl2": 0.7, "trpo": 0.2, "trpo-big-step": 0.05},
+          False: {"rl2": 0.3, "trpo": 0.6, "trpo-big-step": 0.4}}
+
+
+def test_gp_carries_a_family_dependent_ranking_to_a_held_out_family():
+    """Leave-one-family-out on a synthetic store whose best strategy depends on the family
+    (the kernel's strategy x family term): every held-out family gets the right ranking."""
+    fams = [(i, d) for i in range(3) for d in (True, False)]
+    rows = [Row("bandit", {"arms": 10 * i + d}, _family(i, d), *_STRATEGIES[n],
+                (_TRUTH[d][n] + 0.02 * i,)) for i, d in fams for n in _STRATEGIES]
+    for i, d in [(1, True), (1, False)]:  # a discrete and a continuous family held out
+        held = [r for r in rows if r.family == {"arms": 10 * i + d}]
+        model = Surrogate([r for r in rows if r.family != {"arms": 10 * i + d}])
+        mean, std = model.predict([r.x() for r in held])
+        truth = [_TRUTH[d][n] for n in _STRATEGIES]
+        assert list(np.argsort(mean)) == list(np.argsort(truth)), (i, d, mean)
+        assert np.all(std > 0) and np.all(np.abs(mean - np.array(truth)) < 0.15)
+
+
 def test_expected_improvement_matches_monte_carlo_and_prefers_the_uncertain_option():
     rng = np.random.default_rng(0)
     mean, std, best = np.array([0.5, 0.45, 0.2]), np.array([0.01, 0.3, 0.05]), 0.55

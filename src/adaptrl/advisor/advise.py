@@ -79,10 +79,16 @@ def advise(tasks: str, options: dict[str, Any], *, path: Path, candidates: Path 
         raise UserError(f"--budget must be between 0 and 100, got {budget}")
     strategies, ev = load_candidates(candidates)
     family = make_family(tasks, options)  # refuses unknown families and options first
-    cands = []
+    cands, skipped = [], []
     for s in strategies:
-        c = resolve_strategy(s, tasks, seed=0, task_sets=options)
+        try:  # a candidate that cannot run on this family (RL² on a multi-pull bandit, say)
+            c = resolve_strategy(s, tasks, seed=0, task_sets=options)
+        except UserError as e:
+            skipped.append(str(e))
+            continue
         cands.append(_Candidate(s, c.to_json()["algo_options"], c.run.iterations))
+    if not cands:
+        raise UserError(f"no candidate strategy runs on {tasks}: {skipped[0]}")
     fam_options = cfg.to_dict(family)
     key = family_key(tasks, fam_options)
     with Store(path) as store:
@@ -92,6 +98,11 @@ def advise(tasks: str, options: dict[str, Any], *, path: Path, candidates: Path 
     report: dict[str, Any] = {"tasks": tasks, "family": fam_options, "features": feats,
                               "comparable_runs": sum(len(r.scores) for r in comparable),
                               "training_rows": len(rows), "store": str(path)}
+    if skipped:
+        report["skipped"] = skipped
+        if log:
+            for line in skipped:
+                log(f"skipped: {line}")
     if not rows:
         raise UserError(f"no measured runs to fit the advisor on ({path} is empty and the "
                         "package has no prior)")

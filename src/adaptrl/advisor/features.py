@@ -2,8 +2,8 @@
 
 Family features are descriptive (spaces, horizon, discrete or continuous) and cheaply
 measured: a random policy's (for regression: the zero predictor's) performance on 40
-held-out tasks — its mean, its spread across tasks — and, where the family knows its exact
-optimum, the gap to it. They also fix the scale on which the advisor compares strategies
+held-out tasks (10 episodes each) — its mean, its spread across tasks — and, where the
+family knows its exact optimum, the gap to it. They also fix the scale on which the advisor compares strategies
 across families: :func:`normalised` maps a score to 0 at the random policy and 1 at the
 optimum (or the best score known for the family).
 
@@ -21,12 +21,19 @@ import numpy as np
 
 #: held-out tasks the cheap features are measured on
 FEATURE_TASKS = 40
+#: episodes of the random policy per task (a one-pull bandit episode is one Bernoulli draw:
+#: one episode per task would put the random level, the 0 of the normalised score, within
+#: about 0.08 of its true value)
+RANDOM_EPISODES = 10
 #: names of :func:`family_vector`'s entries
 FAMILY_FEATURES = ("log_obs_dim", "log_actions", "discrete", "regression", "log_horizon",
                    "spread_over_gap", "has_optimum")
 #: names of :func:`strategy_vector`'s entries
-STRATEGY_FEATURES = ("maml_trpo", "maml_ppo", "maml_vpg", "rl2", "log_inner_lr",
-                     "inner_steps", "log_width", "log_iterations", "log_lr")
+STRATEGY_FEATURES = ("gradient_based", "maml_trpo", "maml_ppo", "maml_vpg", "rl2",
+                     "task_embedding", "pearl", "log_inner_lr", "inner_steps", "log_width",
+                     "log_iterations", "log_lr", "log_trial_episodes")
+#: the algorithms that adapt by gradient steps (the others adapt by memory or by context)
+GRADIENT_BASED = ("maml-trpo", "maml-ppo", "maml-vpg")
 
 
 def measure_family(tasks: str, family: Any) -> dict[str, Any]:
@@ -58,9 +65,9 @@ def measure_family(tasks: str, family: Any) -> dict[str, Any]:
                    actions=int(space.n) if discrete else int(np.prod(space.shape)),
                    discrete=discrete, horizon=int(family.horizon))
         per = score_tasks(lambda batch, *, key: reference_curve(
-            "random", family, batch, key=key, episodes=1, family_name=tasks),
+            "random", family, batch, key=key, episodes=RANDOM_EPISODES, family_name=tasks),
             family, "test", FEATURE_TASKS, key=key)
-    random = np.asarray(per[family.measure])[:, 0]
+    random = np.asarray(per[family.measure]).mean(1)  # per task, over its episodes
     out["random_mean"] = float(random.mean())
     out["random_spread"] = float(random.std())
     out["has_optimum"] = bool(family.has_optimum)
@@ -80,15 +87,21 @@ def family_vector(f: dict[str, Any]) -> list[float]:
 
 
 def strategy_vector(algo: str, options: dict[str, Any], iterations: int) -> list[float]:
-    """:data:`STRATEGY_FEATURES` of a strategy: the algorithm and its settings."""
+    """:data:`STRATEGY_FEATURES` of a strategy: the kind of learner (gradient-based or not),
+    the algorithm (one-hot) and its settings. A setting the algorithm has not gets a fixed
+    value (0 for the inner step size and steps of a learner that takes no gradient steps at
+    meta-test time, 1 episode for a learner with no trials), so rows stay comparable."""
     width = options.get("hidden", 64)
     width = width[0] if isinstance(width, list | tuple) else width
-    rl2 = algo == "rl2"
-    return [float(algo == "maml-trpo"), float(algo == "maml-ppo"), float(algo == "maml-vpg"),
-            float(rl2), 0.0 if rl2 else math.log10(float(options.get("inner_lr", 0.1)) + 1e-3),
-            0.0 if rl2 else float(options.get("inner_steps", 1)),
+    gradient = algo in GRADIENT_BASED
+    lr = options.get("outer_lr" if gradient else "lr", 1e-3)
+    return [float(gradient), float(algo == "maml-trpo"), float(algo == "maml-ppo"),
+            float(algo == "maml-vpg"), float(algo == "rl2"), float(algo == "task-embedding"),
+            float(algo == "pearl"),
+            math.log10(float(options.get("inner_lr", 0.1)) + 1e-3) if gradient else 0.0,
+            float(options.get("inner_steps", 1)) if gradient else 0.0,
             math.log2(max(1, int(width))), math.log10(max(1, iterations)),
-            math.log10(float(options.get("lr" if rl2 else "outer_lr", 1e-3)))]
+            math.log10(float(lr)), math.log2(max(1, int(options.get("trial_episodes", 1))))]
 
 
 def normalised(score: float, f: dict[str, Any], best: float | None = None) -> float:

@@ -137,13 +137,15 @@ def normalised_scores(rows: list[Row]) -> np.ndarray:
 
 
 class Surrogate:
-    """A GP over standardised (family features, strategy settings) -> normalised score."""
+    """A GP over standardised (family features, strategy settings) -> normalised score,
+    with :func:`adaptrl.advisor.kernels.kernel`."""
 
     def __init__(self, rows: list[Row], *, seed: int = 0):
         try:
             from sklearn.exceptions import ConvergenceWarning
             from sklearn.gaussian_process import GaussianProcessRegressor
-            from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+            from adaptrl.advisor.kernels import kernel
         except ImportError:
             raise UserError("the advisor needs scikit-learn: pip install 'adaptrl[advise]'"
                             ) from None
@@ -156,11 +158,9 @@ class Surrogate:
         y = normalised_scores(rows)
         self.mu, self.sd = X.mean(0), X.std(0)
         self.sd[self.sd == 0] = 1.0
-        d = X.shape[1]
-        kernel = (ConstantKernel(0.1, (1e-3, 1e1)) * RBF(np.full(d, 2.0), (0.3, 1e3))
-                  + WhiteKernel(1e-2, (1e-4, 0.5)))
-        self.gp = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=2,
-                                           random_state=seed)
+        self.gp = GaussianProcessRegressor(
+            kernel(len(F.FAMILY_FEATURES), len(F.STRATEGY_FEATURES)), normalize_y=False,
+            n_restarts_optimizer=3, random_state=seed)
         self.y_mean = float(y.mean())
         with warnings.catch_warnings():  # a length scale at its bound: an irrelevant input
             warnings.simplefilter("ignore", ConvergenceWarning)
