@@ -78,20 +78,24 @@ def _chunked(fn, params, per_slot_args, gather, real):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _act_episodes(policy, params, obs, keys, gather, real):
+def _act_episodes(policy, params, obs, keys, t, gather, real):
+    """Every slot's action and its log-probability at step ``t`` (``keys [B, T, 2]`` stay
+    on the device for the whole collection)."""
+
     def one(p, o, k):
         dist = policy.apply(p, o)
         action = policies.sample(dist, key=k)
         return action, policies.log_prob(dist, action)
 
-    return _chunked(one, params, (obs, keys), gather, real)
+    return _chunked(one, params, (obs, keys[:, t]), gather, real)
 
 
-def _trial_step(action_space, policy, greedy, params, memory, last, obs, keys, context,
+def _trial_step(action_space, policy, greedy, params, memory, last, obs, keys, s, context,
                 gather, real):
     """One step of every trial: remember the previous step (``last``: alive, new memory,
     action, reward, ended; nothing is remembered where ``alive`` is False, as on the first
-    step), then act. Returns the memory ``(h, prev action, prev reward, prev done)`` and
+    step), then act with ``keys[:, s]``. Returns the memory ``(h, prev action, prev reward,
+    prev done)`` and
     ``(inputs, new memory, action, log_prob, value)``."""
     alive, h_new, action, reward, ended = last
     remember = functools.partial(trial_rules.remember, action_space)
@@ -102,7 +106,7 @@ def _trial_step(action_space, policy, greedy, params, memory, last, obs, keys, c
         x = trial_rules.make_input(o, pa, pr, pd)
         return (x, *trial_rules.act(policy, p, c, greedy, h, x, k))
 
-    args = (h, obs, *prev, keys)
+    args = (h, obs, *prev, keys[:, s])
     return memory, _chunked(one, params, args if context is None else (*args, context),
                             gather, real)
 
@@ -129,12 +133,12 @@ def episodes(core, policy, params: Any, block: tuple[int, list[tuple[int, int]]]
     resets with ``seeds[i]`` and acts with ``keys[i, t]`` at step ``t``. The
     :class:`~adaptrl.sampling.rollout.Trajectory` fields as arrays ``[B, T, ...]``."""
     params, gather, real = _per_chunk(params, block)
+    steps, keys = keys.shape[1], jnp.asarray(keys)
     obs = core.reset(tasks, seeds)
     alive = np.ones(len(tasks), bool)
     rec: dict[str, list] = {k: [] for k in Trajectory._fields}
-    for t in range(keys.shape[1]):
-        action, log_prob = _act_episodes(policy, params, jnp.asarray(obs), keys[:, t], gather,
-                                         real)
+    for t in range(steps):
+        action, log_prob = _act_episodes(policy, params, obs, keys, t, gather, real)
         action = np.asarray(action)
         next_obs, reward, terminated, truncated, success = core.step(action)
         rec["obs"].append(obs)
@@ -159,7 +163,7 @@ def trials(core, policy, params: Any, block: tuple[int, list[tuple[int, int]]],
     ``keys[i, s]`` at step ``s`` and, at the end of each episode but the last, resets with
     ``reset_seeds[i, s]``. The :class:`~adaptrl.sampling.trials.Trial` fields as arrays
     ``[B, S, ...]``."""
-    n, steps = len(tasks), keys.shape[1]
+    n, steps, keys = len(tasks), keys.shape[1], jnp.asarray(keys)
     params, gather, real = _per_chunk(params, block)
     h = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), policy.initial_carry())
     prev = [jnp.broadcast_to(x, (n, *x.shape)) for x in trial_rules.initial_inputs(core.family)]
@@ -175,8 +179,7 @@ def trials(core, policy, params: Any, block: tuple[int, list[tuple[int, int]]],
     rec: dict[str, list] = {k: [] for k in Trial._fields}
     for s in range(steps):
         memory, (x, h_new, action, log_prob, value) = step(
-            policy, greedy, params, memory, last, jnp.asarray(obs), keys[:, s], ctx, gather,
-            real)
+            policy, greedy, params, memory, last, obs, keys, s, ctx, gather, real)
         np_action = np.asarray(action)
         end_of_episode = (s % horizon) + 1 == horizon
         then_reset = (tasks, [int(v) for v in reset_seeds[:, s]]) \

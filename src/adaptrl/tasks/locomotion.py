@@ -55,8 +55,9 @@ from adaptrl.tasks.gymnasium import GymnasiumFamily
 
 
 def _squared(action: Any) -> float:
-    a = np.asarray(action, np.float64).reshape(-1)
-    return float(a @ a)
+    """‖a‖² in float64 (a Python sum: this runs once per environment step, where NumPy's
+    call overhead on a 6-vector costs more than the arithmetic)."""
+    return sum(x * x for x in np.asarray(action).reshape(-1).tolist())
 
 
 @dataclasses.dataclass(frozen=True)
