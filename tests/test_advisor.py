@@ -383,3 +383,15 @@ def test_the_store_is_wal_with_a_busy_timeout(tmp_path):
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
     assert isinstance(sqlite3.sqlite_version, str)
+
+
+def test_candidates_that_cannot_run_on_the_family_are_skipped_with_a_note(tmp_path, capsys):
+    """The packaged candidates include RL², which refuses a bandit of 5 pulls per episode:
+    advise names each skipped candidate and ranks the others (on the packaged prior)."""
+    empty = tmp_path / "empty.sqlite"
+    assert main(["advise", "--tasks", "bandit", "--set", "tasks.pulls=5", "--store",
+                 str(empty), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["skipped"] and all("\n" not in line for line in report["skipped"])
+    names = {c["name"] for c in report["candidates"]}
+    assert names and not any(n.startswith("rl2") for n in names)
