@@ -133,12 +133,12 @@ def episodes(core, policy, params: Any, block: tuple[int, list[tuple[int, int]]]
     resets with ``seeds[i]`` and acts with ``keys[i, t]`` at step ``t``. The
     :class:`~adaptrl.sampling.rollout.Trajectory` fields as arrays ``[B, T, ...]``."""
     params, gather, real = _per_chunk(params, block)
-    steps, keys = keys.shape[1], jnp.asarray(keys)
+    steps, step_keys = keys.shape[1], jnp.asarray(keys)  # on the device for the whole loop
     obs = core.reset(tasks, seeds)
     alive = np.ones(len(tasks), bool)
     rec: dict[str, list] = {k: [] for k in Trajectory._fields}
     for t in range(steps):
-        action, log_prob = _act_episodes(policy, params, obs, keys, t, gather, real)
+        action, log_prob = _act_episodes(policy, params, obs, step_keys, t, gather, real)
         action = np.asarray(action)
         next_obs, reward, terminated, truncated, success = core.step(action)
         rec["obs"].append(obs)
@@ -163,7 +163,7 @@ def trials(core, policy, params: Any, block: tuple[int, list[tuple[int, int]]],
     ``keys[i, s]`` at step ``s`` and, at the end of each episode but the last, resets with
     ``reset_seeds[i, s]``. The :class:`~adaptrl.sampling.trials.Trial` fields as arrays
     ``[B, S, ...]``."""
-    n, steps, keys = len(tasks), keys.shape[1], jnp.asarray(keys)
+    n, steps, step_keys = len(tasks), keys.shape[1], jnp.asarray(keys)
     params, gather, real = _per_chunk(params, block)
     h = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), policy.initial_carry())
     prev = [jnp.broadcast_to(x, (n, *x.shape)) for x in trial_rules.initial_inputs(core.family)]
@@ -179,7 +179,7 @@ def trials(core, policy, params: Any, block: tuple[int, list[tuple[int, int]]],
     rec: dict[str, list] = {k: [] for k in Trial._fields}
     for s in range(steps):
         memory, (x, h_new, action, log_prob, value) = step(
-            policy, greedy, params, memory, last, obs, keys, s, ctx, gather, real)
+            policy, greedy, params, memory, last, obs, step_keys, s, ctx, gather, real)
         np_action = np.asarray(action)
         end_of_episode = (s % horizon) + 1 == horizon
         then_reset = (tasks, [int(v) for v in reset_seeds[:, s]]) \
