@@ -95,8 +95,7 @@ def _trial_step(action_space, policy, greedy, params, memory, last, obs, keys, s
     """One step of every trial: remember the previous step (``last``: alive, new memory,
     action, reward, ended; nothing is remembered where ``alive`` is False, as on the first
     step), then act with ``keys[:, s]``. Returns the memory ``(h, prev action, prev reward,
-    prev done)`` and
-    ``(inputs, new memory, action, log_prob, value)``."""
+    prev done)`` and ``(inputs, new memory, action, log_prob, value)``."""
     alive, h_new, action, reward, ended = last
     remember = functools.partial(trial_rules.remember, action_space)
     memory = jax.vmap(remember)(alive, h_new, *memory[:1], action, reward, ended, *memory[1:])
