@@ -118,7 +118,8 @@ class WorkerCore:
                 fns, copy=False, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
         return self.vec
 
-    # ---- commands -----------------------------------------------------------------------
+    # ---- commands (worker_rollouts is imported on first use: this module, which Ray
+    # actors and the main process import too, stays free of JAX) -----------------------
     def episodes(self, *args) -> dict[str, np.ndarray]:
         """A MAML collection on this block (:func:`worker_rollouts.episodes`)."""
         from adaptrl.sampling import worker_rollouts
