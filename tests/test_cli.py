@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from adaptrl.cli import PlainProgress, _curve_table, _progress, listing_table, main
+from adaptrl.cli import _curve_table, listing_table, main
 from adaptrl.errors import UserError
+from adaptrl.progress import PlainProgress, progress_bar
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -279,7 +280,7 @@ def test_progress_bar_keeps_bar_count_and_eta_in_80_columns():
                   "a label much longer than any terminal line could ever hold " * 2):
         buf = io.StringIO()
         con = Console(file=buf, width=80, force_terminal=True, color_system=None)
-        progress = _progress(label, 2200, con)
+        progress = progress_bar(label, 2200, con)
         task = progress.add_task(label, total=2200, info="return_step0=-41.400  "
                                  "return_step1=-15.800  success_step1=0.100")
         progress.update(task, completed=1100)
