@@ -38,24 +38,28 @@ FAMILIES = [
     ("point-nav", "point-nav", {}),
     ("point-nav-sparse", "point-nav-sparse", {}),
     ("tabular-mdp-s5a3", "tabular-mdp", {"states": 5, "actions": 3}),
+    ("point-nav-wide", "point-nav", {"goal_low": -1.0, "goal_high": 1.0}),
 ]
 DEFAULT = "trpo-lr0.1"  # the library's fixed default strategy (maml-trpo, inner_lr 0.1)
 
 
-def measure(only: list[str] | None = None, *, reverse: bool = False) -> None:
+def measure(only: list[str] | None = None, *, seeds: int = 1, reverse: bool = False) -> None:
+    """Run every (family, candidate) trial, seed 0 everywhere before seed 1."""
     from adaptrl import compilation_cache
     from adaptrl.advisor.strategies import load_candidates, run_trial
 
     compilation_cache.enable()
     candidates, ev = load_candidates(None)
-    for label, tasks, options in FAMILIES:
-        if only and label not in only:
-            continue
-        for s in candidates[::-1] if reverse else candidates:
-            t0 = time.time()
-            r = run_trial(tasks, s, 0, ROOT_RUNS / label, task_sets=options, evaluation=ev)
-            print(f"{label:18s} {s.name:12s} score {r['score']:9.3f}  "
-                  f"{time.time() - t0:6.1f} s", flush=True)
+    for seed in range(seeds):
+        for label, tasks, options in FAMILIES:
+            if only and label not in only:
+                continue
+            for s in candidates[::-1] if reverse else candidates:
+                t0 = time.time()
+                r = run_trial(tasks, s, seed, ROOT_RUNS / label, task_sets=options,
+                              evaluation=ev)
+                print(f"{label:18s} {s.name:18s} seed {seed} score {r['score']:9.3f}  "
+                      f"{time.time() - t0:6.1f} s", flush=True)
 
 
 def holdout_report(store_path, labels: list[str], *, default: str, bo_runs: int) -> str:
@@ -106,28 +110,35 @@ def holdout_report(store_path, labels: list[str], *, default: str, bo_runs: int)
             refit = Surrogate([rows[i] for i in rest] + [rows[held[j]] for j in ran])
             m, sd = refit.predict([rows[i].x() for i in held])
         bo_pick = max(ran, key=lambda j: y[j])
+        ci = [_iqm_ci(label, names[j], rows[held[j]].features) for j in range(len(held))]
         lines.append(f"\n## held out: {label}\n")
-        lines.append("| candidate | predicted (± 1 sd) | measured | raw score |")
-        lines.append("|---|---|---|---|")
+        lines.append("| candidate | predicted (± 1 sd) | measured | 95% CI of its IQM | "
+                     "raw score |")
+        lines.append("|---|---|---|---|---|")
         for j in np.argsort(-mean, kind="stable"):
             tag = " **zero-shot pick**" if j == pick else ""
             tag += " (default)" if j == d else ""
             lines.append(f"| {names[j]}{tag} | {mean[j]:.3f} ± {std[j]:.3f} | {y[j]:.3f} | "
-                         f"{rows[held[j]].score:.3f} |")
+                         f"[{ci[j][0]:.3f}, {ci[j][1]:.3f}] | {rows[held[j]].score:.3f} |")
         row = {"family": label, "spearman": rho, "zero_shot_regret": best - y[pick],
                "default_regret": best - y[d] if d is not None else float("nan"),
                "bo_regret": best - y[bo_pick], "bo_runs": [names[j] for j in ran],
                "n": len(held)}
         summary.append(row)
+        width = float(np.median([hi - lo for lo, hi in ci]))
+        lines.append(f"\nMeasured scores span {np.ptp(y):.3f}; the median 95% CI of one "
+                     f"score's IQM is {width:.3f} wide"
+                     + (" (the candidates are within noise of each other: their order is "
+                        "mostly chance)" if np.ptp(y) < width else "") + ".")
         lines.append(f"\nSpearman {rho:.3f}; regret (best measured minus pick, normalised): "
                      f"zero-shot {row['zero_shot_regret']:.3f}, fixed default "
                      f"{row['default_regret']:.3f}, after {len(ran)} BO runs "
                      f"({', '.join(row['bo_runs'])}) {row['bo_regret']:.3f}")
     out = ["Scores are normalised per family: 0 = a uniformly random policy, 1 = the exact "
            "optimum (the best measured score where a family knows no optimum), both on the "
-           "same 40 held-out tasks (the random policy over 10 episodes each); a candidate's "
-           "score is its mean return after three adaptation steps on those 40 tasks (one "
-           "training seed): MAML's return after three gradient steps on 5 episodes each, "
+           "same 200 held-out tasks (the random policy over 10 episodes each); a candidate's "
+           "score is its mean return after three adaptation steps on those 200 tasks (one "
+           "training seed): MAML's return after three gradient steps on 10 episodes each, "
            "RL²'s return in the fourth episode of a trial.",
            "",
            "| held-out family | candidates | Spearman | zero-shot regret | default regret | "
@@ -159,6 +170,24 @@ def holdout_report(store_path, labels: list[str], *, default: str, bo_runs: int)
     return "\n".join(out + lines)
 
 
+def _iqm_ci(label: str, name: str, features: dict) -> tuple[float, float]:
+    """The normalised 95% CI of the IQM of a trial's meta-test (seed 0), from its record."""
+    import json
+
+    from adaptrl.advisor.features import normalised
+    from adaptrl.advisor.strategies import load_candidates
+
+    ev = load_candidates(None)[1]
+    for f in sorted((ROOT_RUNS / label / f"{name}-seed0" / "evals").glob("*.json")):
+        result = json.loads(f.read_text())["result"]
+        if result["num_tasks"] == ev["num_tasks"] and \
+                len(result["curve"]) == ev["adapt_steps"] + 1:
+            point = result["curve"][-1]
+            return (normalised(point["ci_low"], features),
+                    normalised(point["ci_high"], features))
+    return float("nan"), float("nan")
+
+
 def _candidate_name(row) -> str:
     from adaptrl.advisor.strategies import load_candidates, resolve_strategy
 
@@ -180,13 +209,14 @@ def main() -> None:
     p.add_argument("--report", action="store_true", help="only report on what is measured")
     p.add_argument("--measure-only", action="store_true")
     p.add_argument("--families", nargs="*", help="measure only these family labels")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per trial")
     p.add_argument("--reverse", action="store_true",
                    help="candidates in reverse order (a second process from the other end)")
     p.add_argument("--export-prior", action="store_true",
                    help="write src/adaptrl/advisor/prior.json from the benchmark store")
     args = p.parse_args()
     if not args.report and not args.export_prior:
-        measure(args.families, reverse=args.reverse)
+        measure(args.families, seeds=args.seeds, reverse=args.reverse)
     if args.measure_only:
         return
     from adaptrl.advisor.surrogate import export_prior

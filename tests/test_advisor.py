@@ -12,11 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adaptrl import config as cfg
 from adaptrl.advisor import features as F
 from adaptrl.advisor.store import Store, family_key, rebuild
-from adaptrl.advisor.surrogate import Row, Surrogate, expected_improvement, store_rows
+from adaptrl.advisor.surrogate import (
+    Row,
+    Surrogate,
+    expected_improvement,
+    family_features,
+    store_rows,
+)
 from adaptrl.cli import main
 from adaptrl.errors import UserError
+from adaptrl.tasks import make_family
 
 #: a tiny sinusoid MAML run: compiles and trains in seconds
 TINY = ["--set", "algo.meta_batch_size=2", "--set", "algo.hidden=[8]", "--set", "algo.shots=3"]
@@ -153,7 +161,23 @@ def _features(i: int) -> dict:
     return {"tasks": "bandit", "kind": "rl", "measure": "return", "higher_is_better": True,
             "obs_dim": 1 + i, "actions": 3 + 2 * i, "discrete": True, "horizon": 10 * (i + 1),
             "random_mean": 0.0, "random_spread": 0.2 + 0.05 * i, "has_optimum": True,
-            "optimum": 1.0}
+            "optimum": 1.0, "reward_density": 0.5}
+
+
+def test_reward_density_tells_sparse_from_dense_and_an_old_cache_is_measured_again(
+        tmp_path):
+    """The share of a random policy's steps that are rewarded: every step of point-nav
+    (minus the distance), about 1% of point-nav-sparse's (1 within 0.1 of the goal). A
+    store's cached features without it (an older version's) are measured again."""
+    opts = cfg.to_dict(make_family("point-nav-sparse", {}))
+    with Store(tmp_path / "s.sqlite") as s:
+        s.set_features(family_key("point-nav-sparse", opts), "point-nav-sparse", opts,
+                       {"kind": "rl", "obs_dim": 2})  # incomplete: re-measured
+        sparse = family_features(s, "point-nav-sparse", opts)
+        assert F.complete(sparse) and 0.0 < sparse["reward_density"] < 0.05
+        assert s.features(family_key("point-nav-sparse", opts)) == sparse
+    dense = F.measure_family("point-nav", make_family("point-nav", {}))
+    assert dense["reward_density"] == 1.0
 
 
 def _row(i: int, lr: float, score: float) -> Row:

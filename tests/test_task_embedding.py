@@ -144,11 +144,13 @@ def test_sinusoid_inferred_embedding_beats_the_unadapted_one():
 
 
 def test_point_nav_inferred_embedding_beats_the_unadapted_one():
-    """The first 25 of point-nav's 200 iterations (per-family setting): the episode after
+    """The first 25 of point-nav's 200 iterations (per-family setting, on trials of 2
+    episodes instead of 4 to halve the test's time): the episode after
     one episode of context clearly beats the first one, which acts under the un-adapted
     (zero) embedding. (Smaller settings, 30 iterations of 20 or 40 trials of horizon 50 or
     100 with 32-wide networks, had not learned to adapt yet.)"""
-    alg = runs.resolve("task-embedding", "point-nav", sets=["algo.eval_trials=4"]).algorithm()
+    alg = runs.resolve("task-embedding", "point-nav",
+                       sets=["algo.eval_trials=4", "algo.trial_episodes=2"]).algorithm()
     state = alg.init(key=jax.random.PRNGKey(0))
     state, _ = jax.jit(lambda s: jax.lax.scan(lambda s, _: alg.update(s), s, None,
                                               length=25))(state)

@@ -1,9 +1,10 @@
 """What the advisor knows about a family and a strategy, as numbers.
 
 Family features are descriptive (spaces, horizon, discrete or continuous) and cheaply
-measured: a random policy's (for regression: the zero predictor's) performance on 40
-held-out tasks (10 episodes each) — its mean, its spread across tasks — and, where the
-family knows its exact optimum, the gap to it. They also fix the scale on which the
+measured: a random policy's (for regression: the zero predictor's) performance on 200
+held-out tasks (10 episodes each) — its mean, its spread across tasks, how many of its
+steps are rewarded at all (sparse rewards: 1% of point-nav-sparse's, every step of
+point-nav's) — and, where the family knows its exact optimum, the gap to it. They also fix the scale on which the
 advisor compares strategies across families: :func:`normalised` maps a score to 0 at the
 random policy and 1 at the optimum (or the best score known for the family).
 
@@ -20,14 +21,14 @@ from typing import Any
 import numpy as np
 
 #: held-out tasks the cheap features are measured on
-FEATURE_TASKS = 40
+FEATURE_TASKS = 200
 #: episodes of the random policy per task (a one-pull bandit episode is one Bernoulli draw:
 #: one episode per task would put the random level, the 0 of the normalised score, within
 #: about 0.08 of its true value)
 RANDOM_EPISODES = 10
 #: names of :func:`family_vector`'s entries
 FAMILY_FEATURES = ("log_obs_dim", "log_actions", "discrete", "regression", "log_horizon",
-                   "spread_over_gap", "has_optimum")
+                   "spread_over_gap", "has_optimum", "reward_density")
 #: names of :func:`strategy_vector`'s entries
 STRATEGY_FEATURES = ("gradient_based", "maml_trpo", "maml_ppo", "maml_vpg", "rl2",
                      "task_embedding", "pearl", "log_inner_lr", "inner_steps", "log_width",
@@ -44,7 +45,8 @@ def measure_family(tasks: str, family: Any) -> dict[str, Any]:
     from adaptrl.evaluation.harness import score_tasks
 
     out: dict[str, Any] = {"tasks": tasks, "kind": family.kind, "measure": family.measure,
-                           "higher_is_better": bool(family.higher_is_better)}
+                           "higher_is_better": bool(family.higher_is_better),
+                           "feature_tasks": FEATURE_TASKS}
     key = jax.random.PRNGKey(0)
     if family.kind == "regression":
         out.update(obs_dim=family.input_dim, actions=family.output_dim, discrete=False,
@@ -56,6 +58,7 @@ def measure_family(tasks: str, family: Any) -> dict[str, Any]:
             return {family.measure: jnp.mean(ys**2, axis=(1, 2))[:, None]}
 
         per = score_tasks(zero_predictor, family, "test", FEATURE_TASKS, key=key)
+        out["reward_density"] = 1.0  # every point is labelled
     else:
         from adaptrl.evaluation.reference import reference_curve
 
@@ -67,6 +70,7 @@ def measure_family(tasks: str, family: Any) -> dict[str, Any]:
         per = score_tasks(lambda batch, *, key: reference_curve(
             "random", family, batch, key=key, episodes=RANDOM_EPISODES, family_name=tasks),
             family, "test", FEATURE_TASKS, key=key)
+        out["reward_density"] = float(np.mean(per["rewarded"]))
     random = np.asarray(per[family.measure]).mean(1)  # per task, over its episodes
     out["random_mean"] = float(random.mean())
     out["random_spread"] = float(random.std())
@@ -77,13 +81,25 @@ def measure_family(tasks: str, family: Any) -> dict[str, Any]:
     return out
 
 
+#: what :func:`measure_family` records that :func:`family_vector` reads
+MEASURED = ("kind", "obs_dim", "actions", "discrete", "horizon", "random_mean",
+            "random_spread", "reward_density")
+
+
+def complete(f: dict[str, Any]) -> bool:
+    """Whether features ``f`` (a store's cache, perhaps measured by an older version) hold
+    every entry :func:`family_vector` reads, measured on :data:`FEATURE_TASKS` tasks."""
+    return all(k in f for k in MEASURED) and f.get("feature_tasks") == FEATURE_TASKS
+
+
 def family_vector(f: dict[str, Any]) -> list[float]:
     """:data:`FAMILY_FEATURES` of a family's features."""
     gap = abs(f["optimum"] - f["random_mean"]) if f.get("has_optimum") else 0.0
     scale = gap or abs(f["random_mean"]) or 1.0
     return [math.log1p(f["obs_dim"]), math.log1p(f["actions"]), float(f["discrete"]),
             float(f["kind"] == "regression"), math.log1p(f["horizon"]),
-            f["random_spread"] / scale, float(f.get("has_optimum", False))]
+            f["random_spread"] / scale, float(f.get("has_optimum", False)),
+            f["reward_density"]]
 
 
 def strategy_vector(algo: str, options: dict[str, Any], iterations: int) -> list[float]:

@@ -66,7 +66,7 @@ def family_features(store: Store | None, tasks: str, options: dict[str, Any]) ->
 
     key = family_key(tasks, options)
     cached = store.features(key) if store is not None else None
-    if cached is not None:
+    if cached is not None and F.complete(cached):
         return cached
     family = make_family(tasks, {k: v for k, v in options.items()})
     feats = F.measure_family(tasks, family)

@@ -192,7 +192,8 @@ def _bandit_trial(family: Bandit, name: str, table, episodes: int, task, key):
     body = functools.partial(_bandit_step, family, name, table, task, total)
     _, rewards = jax.lax.scan(body, (zeros, zeros, state),
                               (jnp.arange(total), jax.random.split(k_steps, total)))
-    return rewards.reshape(episodes, family.pulls).sum(-1)
+    rewards = rewards.reshape(episodes, family.pulls)
+    return rewards.sum(-1), (rewards != 0).mean(-1)
 
 
 # ---- tabular-MDP strategies ---------------------------------------------------------------
@@ -270,7 +271,8 @@ def _random_trial(family: RLFamily, episodes: int, task, key):
     body = functools.partial(_random_step, family, task)
     _, (rew, succ) = jax.lax.scan(body, (state, jnp.array(True), jnp.array(0)),
                                   jax.random.split(k_steps, total))
-    return rew.reshape(episodes, -1).sum(-1), succ.reshape(episodes, -1).any(-1)
+    rew = rew.reshape(episodes, -1)
+    return rew.sum(-1), succ.reshape(episodes, -1).any(-1), (rew != 0).mean(-1)
 
 
 # ---- the one entry point ------------------------------------------------------------------
@@ -281,7 +283,9 @@ def reference_curve(name: str, family: RLFamily, tasks: Any, *, key: jax.Array,
     ``family`` is the registered family ``family_name`` (with its options), ``tasks`` a
     batched task pytree of it (leading axis ``N``). Returns
     ``{"return": [N, episodes]}`` (total reward of each episode of the trial), plus
-    ``"success": [N, episodes]`` where ``family.has_success``.
+    ``"success": [N, episodes]`` where ``family.has_success``, and for ``random`` and the
+    bandit strategies ``"rewarded": [N, episodes]``, the fraction of an episode's steps
+    with a nonzero reward (a step after the episode ended counts as unrewarded).
     """
     if not supports(name, family_name):
         fits = ", ".join(reference_names(family_name)) or "none"
@@ -300,7 +304,7 @@ def reference_curve(name: str, family: RLFamily, tasks: Any, *, key: jax.Array,
         out["return"] = jax.jit(jax.vmap(fn))(tasks, keys)
     elif name == "random" and not isinstance(family, Bandit):
         fn = functools.partial(_random_trial, family, episodes)
-        ret, succ = jax.jit(jax.vmap(fn))(tasks, keys)
+        ret, succ, out["rewarded"] = jax.jit(jax.vmap(fn))(tasks, keys)
         out["return"] = ret
         if family.has_success:
             out["success"] = succ.astype(jnp.float32)
@@ -309,7 +313,7 @@ def reference_curve(name: str, family: RLFamily, tasks: Any, *, key: jax.Array,
         table = (jnp.asarray(gittins_table_finite(episodes * bandit.pulls))
                  if name == "gittins" else jnp.zeros((1, 1, 1)))
         fn = functools.partial(_bandit_trial, bandit, name)
-        out["return"] = jax.jit(jax.vmap(fn, in_axes=(None, None, 0, 0)),
-                                static_argnums=1)(table, episodes, tasks, keys)
+        out["return"], out["rewarded"] = jax.jit(jax.vmap(fn, in_axes=(None, None, 0, 0)),
+                                                 static_argnums=1)(table, episodes, tasks, keys)
     return out
 
