@@ -63,77 +63,19 @@ def measure(only: list[str] | None = None, *, seeds: int = 1, reverse: bool = Fa
 
 
 def holdout_report(store_path, labels: list[str], *, default: str, bo_runs: int) -> str:
-    """Leave each family out in turn: fit on the others, predict, rank, run BO."""
+    """Leave each family out in turn (one process per family, two at a time): fit on the
+    others, predict, rank, run BO."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
     import numpy as np
-    from scipy.stats import spearmanr
 
-    from adaptrl import config as cfg
-    from adaptrl.advisor.store import Store, family_key
-    from adaptrl.advisor.surrogate import (
-        Surrogate,
-        expected_improvement,
-        normalised_scores,
-        store_rows,
-    )
-    from adaptrl.tasks import make_family
-
-    with Store(store_path, create=False) as store:
-        rows = store_rows(store)
-    norm = normalised_scores(rows)
-    by_key = {family_key(t, cfg.to_dict(make_family(t, o))): lab for lab, t, o in FAMILIES}
-    name = {}  # strategy key -> candidate name
-    for r in rows:
-        name[r.strategy_key] = _candidate_name(r)
-    lines, summary = [], []
-    for label in labels:
-        held = [i for i, r in enumerate(rows) if by_key.get(r.family_key) == label]
-        rest = [i for i, r in enumerate(rows) if by_key.get(r.family_key) != label]
-        if len(held) < 2 or not rest:
-            lines.append(f"\n## {label}: PARTIAL, {len(held)} candidate(s) measured; skipped\n")
-            continue
-        model = Surrogate([rows[i] for i in rest])
-        mean, std = model.predict([rows[i].x() for i in held])
-        y = norm[held]
-        rho = float(spearmanr(mean, y).statistic) if np.ptp(y) > 0 else float("nan")
-        best = float(y.max())
-        pick = int(np.argmax(mean))
-        names = [name[rows[i].strategy_key] for i in held]
-        d = names.index(default) if default in names else None
-        # BO: EI over the held-out family's candidates, refit after each measured one
-        ran: list[int] = []
-        m, sd = mean, std
-        for _ in range(min(bo_runs, len(held))):
-            incumbent = max((y[j] for j in ran), default=float(m.max()))
-            ei = expected_improvement(m, sd, incumbent)
-            ei[ran] = -np.inf
-            ran.append(int(np.argmax(ei)))
-            refit = Surrogate([rows[i] for i in rest] + [rows[held[j]] for j in ran])
-            m, sd = refit.predict([rows[i].x() for i in held])
-        bo_pick = max(ran, key=lambda j: y[j])
-        ci = [_iqm_ci(label, names[j], rows[held[j]].features) for j in range(len(held))]
-        lines.append(f"\n## held out: {label}\n")
-        lines.append("| candidate | predicted (± 1 sd) | measured | 95% CI of its IQM | "
-                     "raw score |")
-        lines.append("|---|---|---|---|---|")
-        for j in np.argsort(-mean, kind="stable"):
-            tag = " **zero-shot pick**" if j == pick else ""
-            tag += " (default)" if j == d else ""
-            lines.append(f"| {names[j]}{tag} | {mean[j]:.3f} ± {std[j]:.3f} | {y[j]:.3f} | "
-                         f"[{ci[j][0]:.3f}, {ci[j][1]:.3f}] | {rows[held[j]].score:.3f} |")
-        row = {"family": label, "spearman": rho, "zero_shot_regret": best - y[pick],
-               "default_regret": best - y[d] if d is not None else float("nan"),
-               "bo_regret": best - y[bo_pick], "bo_runs": [names[j] for j in ran],
-               "n": len(held)}
-        summary.append(row)
-        width = float(np.median([hi - lo for lo, hi in ci]))
-        lines.append(f"\nMeasured scores span {np.ptp(y):.3f}; the median 95% CI of one "
-                     f"score's IQM is {width:.3f} wide"
-                     + (" (the candidates are within noise of each other: their order is "
-                        "mostly chance)" if np.ptp(y) < width else "") + ".")
-        lines.append(f"\nSpearman {rho:.3f}; regret (best measured minus pick, normalised): "
-                     f"zero-shot {row['zero_shot_regret']:.3f}, fixed default "
-                     f"{row['default_regret']:.3f}, after {len(ran)} BO runs "
-                     f"({', '.join(row['bo_runs'])}) {row['bo_regret']:.3f}")
+    with cf.ProcessPoolExecutor(min(2, os.cpu_count() or 1),
+                                mp_context=mp.get_context("spawn")) as pool:
+        done = list(pool.map(_holdout_one, [store_path] * len(labels), labels,
+                             [default] * len(labels), [bo_runs] * len(labels)))
+    lines = [line for part, _ in done for line in part]
+    summary = [row for _, row in done if row is not None]
     out = ["Scores are normalised per family: 0 = a uniformly random policy, 1 = the exact "
            "optimum (the best measured score where a family knows no optimum), both on the "
            "same 200 held-out tasks (the random policy over 10 episodes each); a candidate's "
@@ -168,6 +110,80 @@ def holdout_report(store_path, labels: list[str], *, default: str, bo_runs: int)
         if done < len(labels):
             out.append(f"\nPARTIAL: {done} of {len(labels)} families measured.")
     return "\n".join(out + lines)
+
+
+def _holdout_one(store_path, label: str, default: str, bo_runs: int
+                 ) -> tuple[list[str], dict | None]:
+    """The held-out family ``label``: its table lines and summary row (None: too few
+    candidates measured)."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from adaptrl import config as cfg
+    from adaptrl.advisor.store import Store, family_key
+    from adaptrl.advisor.surrogate import (
+        Surrogate,
+        expected_improvement,
+        normalised_scores,
+        store_rows,
+    )
+    from adaptrl.tasks import make_family
+
+    with Store(store_path, create=False) as store:
+        rows = store_rows(store)
+    norm = normalised_scores(rows)
+    by_key = {family_key(t, cfg.to_dict(make_family(t, o))): lab for lab, t, o in FAMILIES}
+    name = {}  # strategy key -> candidate name
+    for r in rows:
+        name[r.strategy_key] = _candidate_name(r)
+    lines: list[str] = []
+    held = [i for i, r in enumerate(rows) if by_key.get(r.family_key) == label]
+    rest = [i for i, r in enumerate(rows) if by_key.get(r.family_key) != label]
+    if len(held) < 2 or not rest:
+        return [f"\n## {label}: PARTIAL, {len(held)} candidate(s) measured; skipped\n"], None
+    model = Surrogate([rows[i] for i in rest])
+    mean, std = model.predict([rows[i].x() for i in held])
+    y = norm[held]
+    rho = float(spearmanr(mean, y).statistic) if np.ptp(y) > 0 else float("nan")
+    best = float(y.max())
+    pick = int(np.argmax(mean))
+    names = [name[rows[i].strategy_key] for i in held]
+    d = names.index(default) if default in names else None
+    # BO: EI over the held-out family's candidates, refit after each measured one
+    ran: list[int] = []
+    m, sd = mean, std
+    for _ in range(min(bo_runs, len(held))):
+        incumbent = max((y[j] for j in ran), default=float(m.max()))
+        ei = expected_improvement(m, sd, incumbent)
+        ei[ran] = -np.inf
+        ran.append(int(np.argmax(ei)))
+        refit = Surrogate([rows[i] for i in rest] + [rows[held[j]] for j in ran])
+        m, sd = refit.predict([rows[i].x() for i in held])
+    bo_pick = max(ran, key=lambda j: y[j]) if ran else pick
+    ci = [_iqm_ci(label, names[j], rows[held[j]].features) for j in range(len(held))]
+    lines.append(f"\n## held out: {label}\n")
+    lines.append("| candidate | predicted (± 1 sd) | measured | 95% CI of its IQM | "
+                 "raw score |")
+    lines.append("|---|---|---|---|---|")
+    for j in np.argsort(-mean, kind="stable"):
+        tag = " **zero-shot pick**" if j == pick else ""
+        tag += " (default)" if j == d else ""
+        lines.append(f"| {names[j]}{tag} | {mean[j]:.3f} ± {std[j]:.3f} | {y[j]:.3f} | "
+                     f"[{ci[j][0]:.3f}, {ci[j][1]:.3f}] | {rows[held[j]].score:.3f} |")
+    row = {"family": label, "spearman": rho, "zero_shot_regret": best - y[pick],
+           "default_regret": best - y[d] if d is not None else float("nan"),
+           "bo_regret": best - y[bo_pick], "bo_runs": [names[j] for j in ran],
+           "n": len(held)}
+    width = float(np.median([hi - lo for lo, hi in ci]))
+    lines.append(f"\nMeasured scores span {np.ptp(y):.3f}; the median 95% CI of one "
+                 f"score's IQM is {width:.3f} wide"
+                 + (" (the candidates are within noise of each other: their order is "
+                    "mostly chance)" if np.ptp(y) < width else "") + ".")
+    lines.append(f"\nSpearman {rho:.3f}; regret (best measured minus pick, normalised): "
+                 f"zero-shot {row['zero_shot_regret']:.3f}, fixed default "
+                 f"{row['default_regret']:.3f}, after {len(ran)} BO runs "
+                 f"({', '.join(row['bo_runs'])}) {row['bo_regret']:.3f}")
+    return lines, row
 
 
 def _iqm_ci(label: str, name: str, features: dict) -> tuple[float, float]:

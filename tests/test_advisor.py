@@ -281,7 +281,13 @@ def test_store_rows_group_seeds_and_skip_out_of_distribution_meta_tests(tmp_path
 
 
 # ---- advise end to end -------------------------------------------------------------------
-def test_advise_end_to_end_with_a_budget(trained, tmp_path, capsys):
+def test_advise_end_to_end_with_a_budget(trained, tmp_path, capsys, monkeypatch):
+    from adaptrl.advisor import advise as advise_module
+
+    # a small prior (the shipped one has its own test): the GP's fit is most of advise's time
+    monkeypatch.setattr(advise_module, "prior_rows",
+                        lambda: [_row(i, lr, 0.5 + 0.1 * i) for i in range(2)
+                                 for lr in (0.01, 0.1)])
     _, path, _ = trained
     store = tmp_path / "store.sqlite"
     store.write_bytes(path.read_bytes())
@@ -325,6 +331,23 @@ def test_a_malformed_candidates_file_is_one_line(text, needle, tmp_path, capsys)
                  str(store)]) == 2
     assert needle in one_line(capsys)
     assert not store.exists()  # refused before the store is opened
+
+
+def test_the_shipped_prior_holds_the_features_and_candidates_of_this_version():
+    """The prior (benchmarks/advisor_holdout.py --export-prior) must be regenerated when
+    the family features or the default candidates change; this fails until it is."""
+    from adaptrl.advisor.strategies import load_candidates, resolve_strategy
+    from adaptrl.advisor.surrogate import prior_rows
+
+    rows = prior_rows()
+    assert rows and all(F.complete(r.features) for r in rows)
+    for r in rows:
+        assert len(r.x()) == len(F.FAMILY_FEATURES) + len(F.STRATEGY_FEATURES)
+    shipped = {json.dumps([c.algo, c.to_json()["algo_options"], c.run.iterations],
+                          sort_keys=True)
+               for s in load_candidates(None)[0]
+               for c in [resolve_strategy(s, "point-nav", seed=0)]}
+    assert shipped <= {r.strategy_key for r in rows if r.tasks == "point-nav"}
 
 
 def test_an_empty_store_falls_back_to_the_prior(tmp_path, capsys, monkeypatch):

@@ -40,6 +40,8 @@ def enable() -> Path | None:
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(path))
-    # cache every program that takes a noticeable time to compile (the default is 1 s)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    # cache every program, also the dozens of tiny ones that initialising Flax parameters
+    # compiles op by op (the default keeps only those over 1 s): about 1.2 s of CPU less
+    # per warm start of a command (docs/results/test_suite_time.md)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return path
