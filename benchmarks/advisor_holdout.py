@@ -30,7 +30,7 @@ STORE = ROOT_RUNS / "store.sqlite"
 os.environ["ADAPTRL_STORE"] = str(STORE)
 
 #: family variants: (label, registered family, options). Bandit episodes are one pull
-#: (``pulls=1``), as RL² needs (a trial of n pulls is n episodes); MAML adapts on 5 pulls.
+#: (``pulls=1``), as RL² needs (a trial of n pulls is n episodes); MAML adapts on 10 pulls.
 FAMILIES = [
     ("bandit-k5", "bandit", {"arms": 5, "pulls": 1}),
     ("bandit-k10", "bandit", {"arms": 10, "pulls": 1}),
@@ -209,7 +209,8 @@ def _candidate_name(row) -> str:
 
     for s in load_candidates(None)[0]:
         c = resolve_strategy(s, row.tasks, seed=0, task_sets=_options_of(row.tasks, row.family))
-        if c.algo == row.algo and c.to_json()["algo_options"] == row.algo_options:
+        if c.algo == row.algo and c.to_json()["algo_options"] == row.algo_options and \
+                c.run.iterations == row.iterations:
             return s.name
     return row.algo
 
