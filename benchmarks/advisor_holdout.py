@@ -245,8 +245,8 @@ def main() -> None:
     text = holdout_report(STORE, [f[0] for f in FAMILIES], default=DEFAULT, bo_runs=3)
     print(text)
     header = (f"# Advisor: leave-one-family-out\n\nCommand: `{command()}` (commit "
-              f"{git_commit()})\n\nMachine: {machine()}, shared with four other engineers' "
-              f"jobs (timings are from a loaded machine).\n\n")
+              f"{git_commit()}); the trials before it with `--measure-only`, see "
+              f"advisor.md.\n\nMachine: {machine()}.\n\n")
     (RESULTS / "advisor_holdout.md").write_text(header + text + "\n")
 
 
