@@ -3,10 +3,11 @@
 Family features are descriptive (spaces, horizon, discrete or continuous) and cheaply
 measured: a random policy's (for regression: the zero predictor's) performance on 200
 held-out tasks (10 episodes each) — its mean, its spread across tasks, how many of its
-steps are rewarded at all (sparse rewards: 1% of point-nav-sparse's, every step of
-point-nav's) — and, where the family knows its exact optimum, the gap to it. They also fix the scale on which the
-advisor compares strategies across families: :func:`normalised` maps a score to 0 at the
-random policy and 1 at the optimum (or the best score known for the family).
+steps are rewarded at all (sparse rewards: about 1% of point-nav-sparse's, every step of
+point-nav's) — and, where the family knows its exact optimum, the gap to it. They also
+fix the scale on which the advisor compares strategies across families: :func:`normalised`
+maps a score to 0 at the random policy and 1 at the optimum (or the best score known for
+the family).
 
 A *strategy* is an algorithm plus its settings; :func:`strategy_vector` reads the settings
 that matter across algorithms (outer update, inner step size and steps, width, length of
