@@ -66,14 +66,28 @@ def holdout_report(store_path, labels: list[str], *, default: str, bo_runs: int)
     """Leave each family out in turn (one process per family, two at a time): fit on the
     others, predict, rank, run BO."""
     import concurrent.futures as cf
+    import functools
     import multiprocessing as mp
 
     import numpy as np
 
+    from adaptrl import config as cfg
+    from adaptrl.advisor.store import Store, family_key
+    from adaptrl.advisor.strategies import load_candidates
+    from adaptrl.advisor.surrogate import normalised_scores, store_rows
+    from adaptrl.tasks import make_family
+
+    with Store(store_path, create=False) as store:
+        rows = store_rows(store)
+    candidates, ev = load_candidates(None)
+    by_key = {family_key(t, cfg.to_dict(make_family(t, o))): lab for lab, t, o in FAMILIES}
+    measured = {"rows": rows, "norm": normalised_scores(rows),
+                "labels": [by_key.get(r.family_key) for r in rows],
+                "names": [_candidate_name(r, candidates) for r in rows], "eval": ev}
+    one = functools.partial(_holdout_one, measured, default=default, bo_runs=bo_runs)
     with cf.ProcessPoolExecutor(min(2, os.cpu_count() or 1),
                                 mp_context=mp.get_context("spawn")) as pool:
-        done = list(pool.map(_holdout_one, [store_path] * len(labels), labels,
-                             [default] * len(labels), [bo_runs] * len(labels)))
+        done = list(pool.map(one, labels))
     lines = [line for part, _ in done for line in part]
     summary = [row for _, row in done if row is not None]
     out = ["Scores are normalised per family: 0 = a uniformly random policy, 1 = the exact "
@@ -112,33 +126,20 @@ def holdout_report(store_path, labels: list[str], *, default: str, bo_runs: int)
     return "\n".join(out + lines)
 
 
-def _holdout_one(store_path, label: str, default: str, bo_runs: int
+def _holdout_one(measured: dict, label: str, *, default: str, bo_runs: int
                  ) -> tuple[list[str], dict | None]:
     """The held-out family ``label``: its table lines and summary row (None: too few
-    candidates measured)."""
+    candidates measured). ``measured``: the store's rows, their normalised scores, family
+    labels and candidate names, and the meta-test settings (read once by the caller)."""
     import numpy as np
     from scipy.stats import spearmanr
 
-    from adaptrl import config as cfg
-    from adaptrl.advisor.store import Store, family_key
-    from adaptrl.advisor.surrogate import (
-        Surrogate,
-        expected_improvement,
-        normalised_scores,
-        store_rows,
-    )
-    from adaptrl.tasks import make_family
+    from adaptrl.advisor.surrogate import Surrogate, expected_improvement
 
-    with Store(store_path, create=False) as store:
-        rows = store_rows(store)
-    norm = normalised_scores(rows)
-    by_key = {family_key(t, cfg.to_dict(make_family(t, o))): lab for lab, t, o in FAMILIES}
-    name = {}  # strategy key -> candidate name
-    for r in rows:
-        name[r.strategy_key] = _candidate_name(r)
+    rows, norm = measured["rows"], measured["norm"]
     lines: list[str] = []
-    held = [i for i, r in enumerate(rows) if by_key.get(r.family_key) == label]
-    rest = [i for i, r in enumerate(rows) if by_key.get(r.family_key) != label]
+    held = [i for i, lab in enumerate(measured["labels"]) if lab == label]
+    rest = [i for i, lab in enumerate(measured["labels"]) if lab != label]
     if len(held) < 2 or not rest:
         return [f"\n## {label}: PARTIAL, {len(held)} candidate(s) measured; skipped\n"], None
     model = Surrogate([rows[i] for i in rest])
@@ -147,7 +148,7 @@ def _holdout_one(store_path, label: str, default: str, bo_runs: int
     rho = float(spearmanr(mean, y).statistic) if np.ptp(y) > 0 else float("nan")
     best = float(y.max())
     pick = int(np.argmax(mean))
-    names = [name[rows[i].strategy_key] for i in held]
+    names = [measured["names"][i] for i in held]
     d = names.index(default) if default in names else None
     # BO: EI over the held-out family's candidates, refit after each measured one
     ran: list[int] = []
@@ -160,7 +161,8 @@ def _holdout_one(store_path, label: str, default: str, bo_runs: int
         refit = Surrogate([rows[i] for i in rest] + [rows[held[j]] for j in ran])
         m, sd = refit.predict([rows[i].x() for i in held])
     bo_pick = max(ran, key=lambda j: y[j]) if ran else pick
-    ci = [_iqm_ci(label, names[j], rows[held[j]].features) for j in range(len(held))]
+    ci = [_iqm_ci(label, names[j], rows[held[j]].features, measured["eval"])
+          for j in range(len(held))]
     lines.append(f"\n## held out: {label}\n")
     lines.append("| candidate | predicted (± 1 sd) | measured | 95% CI of its IQM | "
                  "raw score |")
@@ -186,14 +188,13 @@ def _holdout_one(store_path, label: str, default: str, bo_runs: int
     return lines, row
 
 
-def _iqm_ci(label: str, name: str, features: dict) -> tuple[float, float]:
-    """The normalised 95% CI of the IQM of a trial's meta-test (seed 0), from its record."""
+def _iqm_ci(label: str, name: str, features: dict, ev: dict) -> tuple[float, float]:
+    """The normalised 95% CI of the IQM of a trial's meta-test (seed 0, meta-test settings
+    ``ev``), from its record."""
     import json
 
     from adaptrl.advisor.features import normalised
-    from adaptrl.advisor.strategies import load_candidates
 
-    ev = load_candidates(None)[1]
     for f in sorted((ROOT_RUNS / label / f"{name}-seed0" / "evals").glob("*.json")):
         result = json.loads(f.read_text())["result"]
         if result["num_tasks"] == ev["num_tasks"] and \
@@ -204,10 +205,11 @@ def _iqm_ci(label: str, name: str, features: dict) -> tuple[float, float]:
     return float("nan"), float("nan")
 
 
-def _candidate_name(row) -> str:
-    from adaptrl.advisor.strategies import load_candidates, resolve_strategy
+def _candidate_name(row, candidates) -> str:
+    """The name of the candidate (of ``candidates``) that ``row`` measured."""
+    from adaptrl.advisor.strategies import resolve_strategy
 
-    for s in load_candidates(None)[0]:
+    for s in candidates:
         c = resolve_strategy(s, row.tasks, seed=0, task_sets=_options_of(row.tasks, row.family))
         if c.algo == row.algo and c.to_json()["algo_options"] == row.algo_options and \
                 c.run.iterations == row.iterations:
